@@ -1,0 +1,90 @@
+"""The gateway's exceptions, one tree rooted at GatewayError.
+
+GatewayError
+ ├── ConfigError                  bad settings or a bad instance body
+ │    └── InstanceValidationError carries every (JSON path, message) problem at once
+ ├── SourceError                  talking to a CRM API (retriable unless noted)
+ │    ├── SourceUnavailable       connection errors, timeouts, 5xx
+ │    │    └── SourceTimeout      also a TimeoutError
+ │    ├── SourceRateLimited       429, carries the Retry-After delay
+ │    ├── SourceAuthError         token endpoint refused us (not retriable)
+ │    ├── SourceRequestError      4xx other than 401/429 (not retriable)
+ │    └── SourceResponseError     malformed JSON, a body of the wrong shape (not retriable)
+ ├── PublishError                 Kafka produce or transaction failures
+ └── DeliveryError                webhook delivery failures
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+    retriable: bool = False
+
+
+class ConfigError(GatewayError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a document, located by a JSON path such as `$.configuration.foo`."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class InstanceValidationError(ConfigError):
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+class SourceError(GatewayError):
+    retriable = True
+
+    def __init__(self, message: str, *, url: str | None = None, status: int | None = None) -> None:
+        self.url = url
+        self.status = status
+        super().__init__(message)
+
+
+class SourceUnavailable(SourceError):
+    pass
+
+
+class SourceTimeout(SourceUnavailable, TimeoutError):
+    pass
+
+
+class SourceRateLimited(SourceError):
+    def __init__(self, message: str, *, retry_after: float, url: str | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, url=url, status=429)
+
+
+class SourceAuthError(SourceError):
+    retriable = False
+
+
+class SourceRequestError(SourceError):
+    retriable = False
+
+
+class SourceResponseError(SourceError):
+    retriable = False
+
+
+class PublishError(GatewayError):
+    retriable = True
+
+
+class DeliveryError(GatewayError):
+    retriable = True

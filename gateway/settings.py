@@ -1,0 +1,70 @@
+"""The gateway's settings: environment variables prefixed GATEWAY_, read once in main()."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
+
+
+def _split_commas(value: Any) -> Any:
+    """Operators write lists as `a,b,c` in env files and Helm values."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", frozen=True, extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        "localhost:9092", description="Kafka bootstrap servers, comma-separated host:port."
+    )
+    topic_prefix: str = Field("events", description="Prefix of the event topics: `<prefix>.<hub>.<objectType>`.")
+    topic_partitions: int = Field(3, ge=1, description="Partitions of each event topic created on demand.")
+    topic_replication_factor: int = Field(1, ge=1, description="Replication factor of the topics the gateway creates.")
+    state_partitions: int = Field(
+        12, ge=1, description="Partitions of the instances and checkpoints topics (co-partitioned; fixed once created)."
+    )
+    api_host: str = Field("127.0.0.1", description="Address the admin API and metrics listen on.")
+    api_port: int = Field(8080, ge=1, le=65535, description="Port of the admin API.")
+    metrics_port: int = Field(9100, ge=1, le=65535, description="Port of `/metrics`, `/healthz` and `/readyz`.")
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token of the admin API; generated and written to the log path when unset."
+    )
+    secret_key: SecretStr | None = Field(
+        None, description="Key (at least 32 characters) that encrypts instance secrets at rest."
+    )
+    callback_allowed_networks: Annotated[list[IPNetwork], NoDecode] = Field(
+        default_factory=list,
+        description="Private or loopback networks that callback URLs may reach, comma-separated CIDRs.",
+    )
+    retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE),
+        description="Delays in seconds before each webhook retry, comma-separated.",
+    )
+    poll_overlap_seconds: float = Field(
+        10.0, ge=0, description="How far each poll reaches back before its watermark, for late commits and skew."
+    )
+    poll_concurrency: int = Field(64, ge=1, description="Polls running at once in this process.")
+    source_concurrency: int = Field(8, ge=1, le=52, description="Concurrent requests to one CRM instance.")
+    http_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one request to a CRM API.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+
+    @field_validator("callback_allowed_networks", "retry_schedule", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
