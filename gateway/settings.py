@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -29,6 +30,9 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("events", description="Prefix of the event topics: `<prefix>.<hub>.<objectType>`.")
     topic_partitions: int = Field(3, ge=1, description="Partitions of each event topic created on demand.")
     topic_replication_factor: int = Field(1, ge=1, description="Replication factor of the topics the gateway creates.")
+    state_topic_prefix: str = Field(
+        "gateway", description="Prefix of the gateway's own topics: `<prefix>.instances`, `<prefix>.checkpoints`."
+    )
     state_partitions: int = Field(
         12, ge=1, description="Partitions of the instances and checkpoints topics (co-partitioned; fixed once created)."
     )
@@ -36,7 +40,11 @@ class Settings(BaseSettings):
     api_port: int = Field(8080, ge=1, le=65535, description="Port of the admin API.")
     metrics_port: int = Field(9100, ge=1, le=65535, description="Port of `/metrics`, `/healthz` and `/readyz`.")
     admin_token: SecretStr | None = Field(
-        None, description="Bearer token of the admin API; generated and written to the log path when unset."
+        None, description="Bearer token of the admin API; generated into GATEWAY_ADMIN_TOKEN_FILE when unset."
+    )
+    admin_token_file: Path = Field(
+        Path.home() / ".event-gateway" / "admin-token",
+        description="Where a generated admin token is written (mode 0600) when GATEWAY_ADMIN_TOKEN is unset.",
     )
     secret_key: SecretStr | None = Field(
         None, description="Key (at least 32 characters) that encrypts instance secrets at rest."
@@ -55,6 +63,9 @@ class Settings(BaseSettings):
     poll_concurrency: int = Field(64, ge=1, description="Polls running at once in this process.")
     source_concurrency: int = Field(8, ge=1, le=52, description="Concurrent requests to one CRM instance.")
     http_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one request to a CRM API.")
+    event_mode: Literal["structured", "binary"] = Field(
+        "structured", description="CloudEvents Kafka binding: whole event in the value, or attributes in `ce_` headers."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 
     @field_validator("callback_allowed_networks", "retry_schedule", mode="before")
