@@ -1,0 +1,126 @@
+"""A compacted topic read as a table: the latest value per key, kept current by a tail task."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+logger = logging.getLogger(__name__)
+
+ChangeListener = Callable[[str, bytes | None], Awaitable[None]]
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+async def read_to_end(consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]) -> dict[str, bytes]:
+    """Read the given partitions from the beginning to their current end: the latest value per key.
+
+    The consumer must be started, assigned these partitions and read_committed.
+    """
+    wanted = list(partitions)
+    ends: dict[TopicPartition, int] = await consumer.end_offsets(wanted)
+    await consumer.seek_to_beginning(*wanted)
+    table: dict[str, bytes] = {}
+    pending = {tp for tp in wanted if ends[tp] > 0}
+    while pending:
+        batches = await consumer.getmany(*pending, timeout_ms=500)
+        for records in batches.values():
+            for record in records:
+                _apply(table, record.key, record.value)
+        pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+    return table
+
+
+def _apply(table: dict[str, bytes], key: bytes | None, value: bytes | None) -> None:
+    if key is None:
+        return
+    if value is None:
+        table.pop(key.decode(), None)
+    else:
+        table[key.decode()] = value
+
+
+class CompactedTopicTable:
+    """Reads a whole compacted topic at start, then tails it, calling `listener` for each change.
+
+    `wait_until(partition, offset)` gives read-your-writes to whoever produced that offset.
+    """
+
+    def __init__(self, *, bootstrap_servers: str, topic: str, listener: ChangeListener) -> None:
+        self._topic = topic
+        self._listener = listener
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=f"event-gateway-table-{topic}",
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+        )
+        self._table: dict[str, bytes] = {}
+        self._positions: dict[int, int] = {}
+        self._advanced = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self._state = _State.NEW
+
+    @property
+    def table(self) -> dict[str, bytes]:
+        return self._table
+
+    async def __aenter__(self) -> CompactedTopicTable:
+        if self._state is not _State.NEW:
+            raise RuntimeError(f"table of {self._topic} cannot be started twice")
+        await self._consumer.start()
+        partitions = [TopicPartition(self._topic, p) for p in sorted(self._consumer.partitions_for_topic(self._topic) or ())]
+        if not partitions:
+            await self._consumer.stop()
+            raise RuntimeError(f"topic {self._topic} has no partitions; create it first")
+        self._consumer.assign(partitions)
+        self._table = await read_to_end(self._consumer, partitions)
+        for key, value in self._table.items():
+            await self._listener(key, value)
+        for tp in partitions:
+            self._positions[tp.partition] = await self._consumer.position(tp)
+        self._task = asyncio.create_task(self._tail(), name=f"tail-{self._topic}")
+        self._state = _State.RUNNING
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._state = _State.CLOSED
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self._consumer.stop()
+
+    async def wait_until(self, partition: int, offset: int, *, timeout: float = 30.0) -> None:
+        """Return once the record at `offset` of `partition` has been applied."""
+        async with asyncio.timeout(timeout), self._advanced:
+            await self._advanced.wait_for(lambda: self._positions.get(partition, 0) > offset)
+
+    async def _tail(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=1000)
+            for tp, records in batches.items():
+                for record in records:
+                    _apply(self._table, record.key, record.value)
+                    if record.key is not None:
+                        await self._listener(record.key.decode(), record.value)
+                self._positions[tp.partition] = await self._consumer.position(tp)
+            # Transaction markers move positions without yielding records; record those too.
+            for tp in self._consumer.assignment():
+                self._positions[tp.partition] = await self._consumer.position(tp)
+            async with self._advanced:
+                self._advanced.notify_all()

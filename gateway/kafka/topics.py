@@ -1,0 +1,69 @@
+"""Topic names and on-demand topic creation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from gateway.errors import PublishError
+
+_COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """Event topics are `<prefix>.<hub>.<objectType>`; the gateway's own state lives beside them."""
+
+    prefix: str = "events"
+    state_prefix: str = "gateway"
+
+    def events(self, hub: str, object_type: str) -> str:
+        return f"{self.prefix}.{hub}.{object_type}"
+
+    @property
+    def instances(self) -> str:
+        return f"{self.state_prefix}.instances"
+
+    @property
+    def checkpoints(self) -> str:
+        return f"{self.state_prefix}.checkpoints"
+
+
+class TopicAdmin:
+    """Creates topics once each; remembers which exist so the hot path costs a set lookup."""
+
+    def __init__(self, *, bootstrap_servers: str, replication_factor: int) -> None:
+        self._client = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="event-gateway-admin")
+        self._replication_factor = replication_factor
+        self._known: set[str] = set()
+
+    async def __aenter__(self) -> TopicAdmin:
+        await self._client.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._client.close()
+
+    async def ensure(self, name: str, *, partitions: int, compacted: bool = False) -> None:
+        if name in self._known:
+            return
+        if name not in await self._client.list_topics():
+            topic = NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=self._replication_factor,
+                topic_configs=dict(_COMPACTED) if compacted else {},
+            )
+            try:
+                response = await self._client.create_topics([topic])
+            except KafkaError as exc:
+                raise PublishError(f"cannot create topic {name!r}: {exc}") from exc
+            for _topic, code, message in response.topic_errors:
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise PublishError(f"cannot create topic {name!r}: error {code} {message or ''}".strip())
+        self._known.add(name)
