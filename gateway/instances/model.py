@@ -1,0 +1,82 @@
+"""The validated instance: the internal shape pollers, publishers and deliverers read.
+
+Fields that may hold credentials are left out of `repr()`, so logging a record never leaks them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from gateway.polling.dates import DateFormat
+from gateway.polling.templates import UrlTemplate
+
+
+@dataclass(frozen=True, slots=True)
+class DatesConfiguration:
+    updated_field: str  # dotted path, e.g. "attributes.modifiedon"
+    updated_format: DateFormat
+    updated_timezone: ZoneInfo  # default: the instance's timezone
+    created_field: str | None
+    created_format: DateFormat | None  # set exactly when created_field is; defaults to updated_format
+    created_timezone: ZoneInfo  # default: the instance's timezone
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceConfig:
+    name: str  # key under event.poller.configuration, e.g. "accounts"
+    url: UrlTemplate
+    hub: str  # from the hub URL the template renders to, e.g. "crm"
+    object_type: str  # resource name in the hub URL, e.g. "notes"
+    id_field: str  # dotted path
+    dates: DatesConfiguration
+    page_size: int = 5000  # 1..5000
+    poll_delay: float = 0.0  # seconds
+    created_check_tolerance: float = 0.0  # seconds
+    filter_by_updated_date: bool = True
+    filter_by_current_date: bool = False
+    snapshot: bool = False  # emit existing rows on the first change-tracking call
+    primary_key: str | None = None  # override of the table's primary key, for custom tables
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConnection:
+    base_url: str  # "https://<dynamics.tenant>" or dynamics.base.url, no trailing slash
+    api_version: str  # dynamics.api.version, default "v9.2"
+    username: str | None
+    password: str | None = field(repr=False)
+    oauth_token_url: str | None
+    oauth_client_id: str | None  # oauth.api.key
+    oauth_client_secret: str | None = field(repr=False)  # oauth.api.secret
+    oauth_scope: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """Webhook delivery; `enabled` only when events are enabled and the callback URL is usable."""
+
+    enabled: bool
+    callback_url: str | None
+    signature_key: str | None = field(repr=False)
+    previous_signature_key: str | None = field(default=None, repr=False)  # kept while keys rotate
+    callback_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    basic_username: str | None = None
+    basic_password: str | None = field(default=None, repr=False)
+    format: Literal["elements", "cloudevents"] = "elements"
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    id: str
+    name: str
+    element_key: str  # canonical "dynamicscrmadfs" ("dynamicscrm" is an alias)
+    tags: tuple[str, ...]
+    configuration: Mapping[str, Any] = field(repr=False)  # as given, event.poller.configuration decoded
+    polling_enabled: bool  # event.notification.enabled
+    refresh_interval: float  # seconds (configured in minutes)
+    timezone: ZoneInfo  # event.poller.timezone, default UTC
+    resources: tuple[ResourceConfig, ...]
+    source: SourceConnection
+    notification: Notification
