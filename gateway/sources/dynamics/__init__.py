@@ -11,13 +11,17 @@ from gateway.sources.dynamics.ceql import (
     parse_hub_url,
     translate_where,
 )
+from gateway.sources.dynamics.client import DynamicsSource
+from gateway.sources.dynamics.transport import RetryPolicy
 
 __all__ = [
     "CeqlError",
     "ChangeTracking",
+    "DynamicsSource",
     "HubQuery",
     "HubUrlError",
     "ODataFilter",
+    "RetryPolicy",
     "parse_hub_url",
     "translate_where",
 ]
