@@ -1,4 +1,4 @@
-"""event-gateway: polls CRM APIs for changes, publishes each exactly once to Kafka, delivers signed webhooks."""
+"""event-gateway: polls CRM APIs for changes, publishes each once to Kafka, delivers signed webhooks."""
 
 from __future__ import annotations
 

@@ -12,6 +12,8 @@ GatewayError
  │    └── SourceResponseError     malformed JSON, a body of the wrong shape (not retriable)
  ├── PublishError                 Kafka produce or transaction failures
  └── DeliveryError                webhook delivery failures
+      ├── CallbackRefused         the callback's address is one we must not reach (not retriable)
+      └── InvalidSigningKey       a `whsec_` signing key that is not base64 (not retriable)
 """
 
 from __future__ import annotations
@@ -88,3 +90,21 @@ class PublishError(GatewayError):
 
 class DeliveryError(GatewayError):
     retriable = True
+
+
+class CallbackRefused(DeliveryError):
+    """The callback URL, or an address its host resolved to, is loopback, private, link-local or reserved.
+
+    Carries the host and the refused address, never the whole URL: a callback URL may hold a token.
+    """
+
+    retriable = False
+
+    def __init__(self, message: str, *, host: str, address: str | None = None) -> None:
+        self.host = host
+        self.address = address
+        super().__init__(message)
+
+
+class InvalidSigningKey(DeliveryError):
+    retriable = False

@@ -45,7 +45,9 @@ class ChangeEvent:
     @property
     def id(self) -> str:
         """Deterministic, so that re-polling the same change yields the same id."""
-        basis = "\x1f".join((self.instance_id, self.object_type, self.object_id, self.event_type, self.version))
+        basis = "\x1f".join(
+            (self.instance_id, self.object_type, self.object_id, self.event_type, self.version)
+        )
         return hashlib.sha256(basis.encode()).hexdigest()[:32]
 
     @property

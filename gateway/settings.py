@@ -27,18 +27,27 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "localhost:9092", description="Kafka bootstrap servers, comma-separated host:port."
     )
-    topic_prefix: str = Field("events", description="Prefix of the event topics: `<prefix>.<hub>.<objectType>`.")
+    topic_prefix: str = Field(
+        "events", description="Prefix of the event topics: `<prefix>.<hub>.<objectType>`."
+    )
     topic_partitions: int = Field(3, ge=1, description="Partitions of each event topic created on demand.")
-    topic_replication_factor: int = Field(1, ge=1, description="Replication factor of the topics the gateway creates.")
+    topic_replication_factor: int = Field(
+        1, ge=1, description="Replication factor of the topics the gateway creates."
+    )
     state_topic_prefix: str = Field(
-        "gateway", description="Prefix of the gateway's own topics: `<prefix>.instances`, `<prefix>.checkpoints`."
+        "gateway",
+        description="Prefix of the gateway's own topics: `<prefix>.instances`, `<prefix>.checkpoints`.",
     )
     state_partitions: int = Field(
-        12, ge=1, description="Partitions of the instances and checkpoints topics (co-partitioned; fixed once created)."
+        12,
+        ge=1,
+        description="Partitions of the instances and checkpoints topics, co-partitioned; fixed once created.",
     )
     api_host: str = Field("127.0.0.1", description="Address the admin API and metrics listen on.")
     api_port: int = Field(8080, ge=1, le=65535, description="Port of the admin API.")
-    metrics_port: int = Field(9100, ge=1, le=65535, description="Port of `/metrics`, `/healthz` and `/readyz`.")
+    metrics_port: int = Field(
+        9100, ge=1, le=65535, description="Port of `/metrics`, `/healthz` and `/readyz`."
+    )
     admin_token: SecretStr | None = Field(
         None, description="Bearer token of the admin API; generated into GATEWAY_ADMIN_TOKEN_FILE when unset."
     )
@@ -58,13 +67,16 @@ class Settings(BaseSettings):
         description="Delays in seconds before each webhook retry, comma-separated.",
     )
     poll_overlap_seconds: float = Field(
-        10.0, ge=0, description="How far each poll reaches back before its watermark, for late commits and skew."
+        10.0,
+        ge=0,
+        description="How far each poll reaches back before its watermark, for late commits and skew.",
     )
     poll_concurrency: int = Field(64, ge=1, description="Polls running at once in this process.")
     source_concurrency: int = Field(8, ge=1, le=52, description="Concurrent requests to one CRM instance.")
     http_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one request to a CRM API.")
     event_mode: Literal["structured", "binary"] = Field(
-        "structured", description="CloudEvents Kafka binding: whole event in the value, or attributes in `ce_` headers."
+        "structured",
+        description="CloudEvents Kafka binding: whole event in the value, or attributes in `ce_` headers.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 

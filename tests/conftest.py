@@ -4,7 +4,6 @@ import asyncio
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
+def kafka_bootstrap() -> str:
     """A real Kafka broker: the one named by GATEWAY_KAFKA_BOOTSTRAP_SERVERS, or the local one.
 
     Uses the same script as `make kafka-up`, which reuses a broker that already answers.
     """
     bootstrap = os.environ.get("GATEWAY_KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
     subprocess.run([str(ROOT / ".ci" / "kafka.sh"), "up"], check=True, timeout=600)
-    yield bootstrap
+    return bootstrap
 
 
 @pytest.fixture
@@ -38,7 +37,7 @@ def registry() -> CollectorRegistry:
 
 
 async def read_committed(
-    bootstrap: str, topic: str, *, expect: int, timeout: float = 30.0
+    bootstrap: str, topic: str, *, expect: int, within: float = 30.0
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Read a topic from the beginning as a read_committed consumer until `expect` records arrived,
     then for a short quiet period more, so that duplicates would show."""
@@ -52,7 +51,7 @@ async def read_committed(
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while len(records) < expect:
                 for batch in (await consumer.getmany(timeout_ms=200)).values():
                     records.extend(batch)

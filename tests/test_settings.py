@@ -28,7 +28,11 @@ def _default_text(name: str) -> str:
     if default is None:
         return "unset"
     if isinstance(default, list):
-        return "`" + ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) + "`" if default else "empty"
+        return (
+            "`" + ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) + "`"
+            if default
+            else "empty"
+        )
     if isinstance(default, Path):
         return "`~/" + str(default.relative_to(Path.home())) + "`"
     if isinstance(default, float):
@@ -66,7 +70,9 @@ def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
         ("GATEWAY_API_PORT", "70000", "api_port"),
     ],
 )
-def test_bad_values_name_the_setting(monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str) -> None:
+def test_bad_values_name_the_setting(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str
+) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError) as caught:
         Settings()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -79,7 +80,10 @@ class CompactedTopicTable:
         if self._state is not _State.NEW:
             raise RuntimeError(f"table of {self._topic} cannot be started twice")
         await self._consumer.start()
-        partitions = [TopicPartition(self._topic, p) for p in sorted(self._consumer.partitions_for_topic(self._topic) or ())]
+        partitions = [
+            TopicPartition(self._topic, p)
+            for p in sorted(self._consumer.partitions_for_topic(self._topic) or ())
+        ]
         if not partitions:
             await self._consumer.stop()
             raise RuntimeError(f"topic {self._topic} has no partitions; create it first")
@@ -99,15 +103,13 @@ class CompactedTopicTable:
         self._state = _State.CLOSED
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         await self._consumer.stop()
 
-    async def wait_until(self, partition: int, offset: int, *, timeout: float = 30.0) -> None:
-        """Return once the record at `offset` of `partition` has been applied."""
-        async with asyncio.timeout(timeout), self._advanced:
+    async def wait_until(self, partition: int, offset: int) -> None:
+        """Return once the record at `offset` of `partition` has been applied; callers bound the wait."""
+        async with self._advanced:
             await self._advanced.wait_for(lambda: self._positions.get(partition, 0) > offset)
 
     async def _tail(self) -> None:

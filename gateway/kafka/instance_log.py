@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
@@ -16,6 +17,7 @@ from gateway.kafka.compacted import CompactedTopicTable
 from gateway.kafka.partitioning import state_partition
 
 Body = dict[str, Any]
+_APPLY_TIMEOUT_SECONDS = 30.0
 BodyListener = Callable[[str, Body | None], Awaitable[None]]
 
 
@@ -30,9 +32,14 @@ class InstanceLog:
         self._box = box
         self._listener = listener
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers, client_id="event-gateway-instances", enable_idempotence=True, acks="all"
+            bootstrap_servers=bootstrap_servers,
+            client_id="event-gateway-instances",
+            enable_idempotence=True,
+            acks="all",
         )
-        self._table = CompactedTopicTable(bootstrap_servers=bootstrap_servers, topic=topic, listener=self._on_record)
+        self._table = CompactedTopicTable(
+            bootstrap_servers=bootstrap_servers, topic=topic, listener=self._on_record
+        )
 
     async def __aenter__(self) -> InstanceLog:
         await self._producer.start()
@@ -73,7 +80,8 @@ class InstanceLog:
             )
         except KafkaError as exc:
             raise PublishError(f"cannot store instance {instance_id}: {exc}") from exc
-        await self._table.wait_until(partition, metadata.offset)
+        async with asyncio.timeout(_APPLY_TIMEOUT_SECONDS):
+            await self._table.wait_until(partition, metadata.offset)
 
     async def _on_record(self, key: str, value: bytes | None) -> None:
         await self._listener(key, None if value is None else self._box.decrypt_body(orjson.loads(value)))

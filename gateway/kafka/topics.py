@@ -36,7 +36,9 @@ class TopicAdmin:
     """Creates topics once each; remembers which exist so the hot path costs a set lookup."""
 
     def __init__(self, *, bootstrap_servers: str, replication_factor: int) -> None:
-        self._client = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="event-gateway-admin")
+        self._client = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap_servers, client_id="event-gateway-admin"
+        )
         self._replication_factor = replication_factor
         self._known: set[str] = set()
 

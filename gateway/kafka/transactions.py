@@ -7,6 +7,7 @@ to another replica the old owner is fenced (Kafka Connect's per-task transaction
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -137,7 +138,5 @@ class PartitionWriter:
     async def _abort_quietly(self) -> None:
         # A fenced or broken producer cannot abort (aiokafka asserts on the state transition);
         # the broker aborts the transaction itself on fencing or timeout.
-        try:
+        with contextlib.suppress(KafkaError, AssertionError):
             await asyncio.shield(self._producer.abort_transaction())
-        except (KafkaError, AssertionError):
-            pass

@@ -10,7 +10,6 @@ from typing import Any
 
 from gateway.instances.model import DatesConfiguration, ResourceConfig
 
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 

@@ -24,7 +24,7 @@ class CheckpointError(ConfigError):
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """What the next poll of one instance × resource starts from.
+    """What the next poll of one instance x resource starts from.
 
     `started_ms`: when polling began, the lower bound of the first filter-mode poll.
     `watermark_ms`: the newest updated date published (source clock), None before the first change.

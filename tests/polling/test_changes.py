@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.instances.model import DatesConfiguration, ResourceConfig
-from gateway.polling.changes import ChangeReader, EventType, SkipReason, Skipped, classify
+from gateway.polling.changes import ChangeReader, EventType, Skipped, SkipReason, classify
 from gateway.polling.dates import compile_date_format
 from gateway.polling.templates import compile_template
 
@@ -55,12 +55,15 @@ def test_reader_skips_records_without_id_or_with_a_bad_date() -> None:
     reader = ChangeReader(_seed_resource(tolerance=0.0))
     no_id = reader.read({"attributes": {"modifiedon": 1000}})
     bad_date = reader.read({"id": "x", "attributes": {"modifiedon": "yesterday"}})
-    assert isinstance(no_id, Skipped) and no_id.reason is SkipReason.ID
-    assert isinstance(bad_date, Skipped) and bad_date.reason is SkipReason.UPDATED_DATE
+    assert isinstance(no_id, Skipped)
+    assert no_id.reason is SkipReason.ID
+    assert isinstance(bad_date, Skipped)
+    assert bad_date.reason is SkipReason.UPDATED_DATE
     assert "attributes.modifiedon" in bad_date.detail
 
 
 def test_reader_tolerance_in_seconds() -> None:
     reader = ChangeReader(_seed_resource(tolerance=2.0))
     change = reader.read({"id": "a", "attributes": {"createdon": 1000, "modifiedon": 2500}})
-    assert not isinstance(change, Skipped) and change.event_type is EventType.CREATED
+    assert not isinstance(change, Skipped)
+    assert change.event_type is EventType.CREATED

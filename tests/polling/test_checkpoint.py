@@ -59,7 +59,9 @@ def test_checkpoint_json_round_trip_and_bad_json() -> None:
 
 
 _changes = st.lists(
-    st.tuples(st.sampled_from("abcdefgh"), st.integers(min_value=0, max_value=60_000)), min_size=0, max_size=40
+    st.tuples(st.sampled_from("abcdefgh"), st.integers(min_value=0, max_value=60_000)),
+    min_size=0,
+    max_size=40,
 )
 
 

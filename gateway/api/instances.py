@@ -1,0 +1,102 @@
+"""The /instances resource: create, list, read, patch and delete polling instances."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.api.responses import json_response, problem_response, problems_response
+from gateway.errors import InstanceValidationError, Problem
+from gateway.instances import apply_patch, mask_body, validate_instance
+from gateway.kafka.instance_log import Body, InstanceLog
+
+INSTANCE_LOG = web.AppKey("instance_log", InstanceLog)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def _read_json(request: web.Request) -> Any:
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise web.HTTPBadRequest(
+            body=orjson.dumps({"errors": [{"path": "$", "message": f"body is not valid JSON: {exc}"}]}),
+            content_type="application/json",
+        ) from exc
+
+
+def _public(body: Body, warnings: tuple[Problem, ...] = ()) -> dict[str, Any]:
+    shown = mask_body(body)
+    if warnings:
+        shown["warnings"] = [{"path": w.path, "message": w.message} for w in warnings]
+    return shown
+
+
+def _stored(request: web.Request) -> tuple[str, Body]:
+    instance_id = request.match_info["id"]
+    body = request.app[INSTANCE_LOG].get(instance_id)
+    if body is None:
+        raise web.HTTPNotFound(
+            body=orjson.dumps({"errors": [{"path": "$", "message": f"no instance with id {instance_id!r}"}]}),
+            content_type="application/json",
+        )
+    return instance_id, body
+
+
+async def create_instance(request: web.Request) -> web.Response:
+    body = await _read_json(request)
+    instance_id = str(uuid.uuid4())
+    try:
+        validated = validate_instance(body, instance_id=instance_id)
+    except InstanceValidationError as exc:
+        return problems_response(400, exc.problems)
+    now = _now()
+    stored = {**body, "id": instance_id, "createdDate": now, "updatedDate": now}
+    await request.app[INSTANCE_LOG].put(instance_id, stored)
+    return json_response(_public(stored, validated.warnings), status=201)
+
+
+async def list_instances(request: web.Request) -> web.Response:
+    log = request.app[INSTANCE_LOG]
+    bodies = [body for body in (log.get(i) for i in log.ids()) if body is not None]
+    return json_response([_public(body) for body in bodies])
+
+
+async def get_instance(request: web.Request) -> web.Response:
+    _instance_id, body = _stored(request)
+    return json_response(_public(body))
+
+
+async def patch_instance(request: web.Request) -> web.Response:
+    instance_id, body = _stored(request)
+    patch = await _read_json(request)
+    if not isinstance(patch, dict):
+        return problem_response(400, "$", "a patch must be a JSON object (RFC 7396 merge patch)")
+    merged = apply_patch(body, patch)
+    merged.update(id=instance_id, createdDate=body.get("createdDate"), updatedDate=_now())
+    try:
+        validated = validate_instance(merged, instance_id=instance_id)
+    except InstanceValidationError as exc:
+        return problems_response(400, exc.problems)
+    await request.app[INSTANCE_LOG].put(instance_id, merged)
+    return json_response(_public(merged, validated.warnings))
+
+
+async def delete_instance(request: web.Request) -> web.Response:
+    instance_id, _body = _stored(request)
+    await request.app[INSTANCE_LOG].delete(instance_id)
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/instances", create_instance)
+    app.router.add_get("/instances", list_instances)
+    app.router.add_get("/instances/{id}", get_instance)
+    app.router.add_patch("/instances/{id}", patch_instance)
+    app.router.add_delete("/instances/{id}", delete_instance)

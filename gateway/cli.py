@@ -1,0 +1,73 @@
+"""The `event-gateway` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.errors import ConfigError, InstanceValidationError
+from gateway.logs import configure_logging
+from gateway.runtime import Role, run_until_stopped
+from gateway.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="event-gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the gateway (settings come from GATEWAY_* variables)")
+    run.add_argument("--role", choices=["all", "poller", "api"], default="all")
+    run.add_argument("--instances", type=Path, help="a JSON/YAML file or directory of declared instances")
+
+    simulate = commands.add_parser("simulate", help="run a simulator of a CRM API")
+    simulate.add_argument("element", choices=["dynamics"])
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=8090)
+    simulate.add_argument("--records", type=int, default=100, help="records per table at start")
+    simulate.add_argument("--change-rate", type=float, default=0.0, help="generated changes per second")
+    return parser
+
+
+async def _run(settings: Settings, role: Role, instances: Path | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run_until_stopped(settings, role=role, instances_path=instances, stop=stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "simulate":
+        from gateway.sim import run_simulator
+
+        configure_logging("INFO", role="simulator")
+        asyncio.run(
+            run_simulator(args.host, args.port, seed_records=args.records, change_rate=args.change_rate)
+        )
+        return 0
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        print(f"event-gateway: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, role=args.role)
+    try:
+        asyncio.run(_run(settings, args.role, args.instances))
+    except InstanceValidationError as exc:
+        print("event-gateway: invalid declared instances:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"event-gateway: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""The polling task of one instance x resource: fetch every page, publish, checkpoint, atomically."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gateway.errors import GatewayError
+from gateway.events import ChangeEvent, Mode, encode
+from gateway.instances.model import Instance, ResourceConfig
+from gateway.kafka.topics import TopicAdmin, TopicNames
+from gateway.kafka.transactions import PartitionWriter, Transaction
+from gateway.metrics import PollingMetrics
+from gateway.polling.changes import Change, ChangeReader, Skipped, deleted
+from gateway.polling.checkpoint import Checkpoint, WindowFilter
+from gateway.sources.base import FetchRequest, Source, SourcePage
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class PollerPlacement:
+    """Where a poller writes: its checkpoint key and the state partition whose producer it uses."""
+
+    checkpoint_key: str
+    state_partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    published: Counter[tuple[str, str]]  # (object type, event type) -> events
+    skipped: int
+    checkpoint: Checkpoint
+
+    @property
+    def events(self) -> int:
+        return sum(self.published.values())
+
+
+class _LazyTransaction:
+    """Begins the Kafka transaction on the first write: a poll with nothing new costs no transaction."""
+
+    def __init__(self, writer: PartitionWriter, stack: AsyncExitStack) -> None:
+        self._writer = writer
+        self._stack = stack
+        self._txn: Transaction | None = None
+
+    async def get(self) -> Transaction:
+        if self._txn is None:
+            self._txn = await self._stack.enter_async_context(self._writer.transaction())
+        return self._txn
+
+
+class ResourcePoller:
+    def __init__(
+        self,
+        *,
+        instance: Instance,
+        resource: ResourceConfig,
+        source: Source,
+        writer: PartitionWriter,
+        admin: TopicAdmin,
+        topics: TopicNames,
+        placement: PollerPlacement,
+        checkpoint: Checkpoint | None,
+        overlap_seconds: float,
+        topic_partitions: int,
+        metrics: PollingMetrics,
+        limiter: asyncio.Semaphore,
+        event_mode: Mode = "structured",
+        clock: Clock = time.time,
+    ) -> None:
+        self.instance = instance
+        self.resource = resource
+        self._source = source
+        self._writer = writer
+        self._admin = admin
+        self._topics = topics
+        self._placement = placement
+        self._checkpoint = checkpoint
+        self._overlap_ms = int(overlap_seconds * 1000)
+        self._topic_partitions = topic_partitions
+        self._metrics = metrics
+        self._limiter = limiter
+        self._event_mode = event_mode
+        self._clock = clock
+        self._reader = ChangeReader(resource)
+        self._event_topic = topics.events(resource.hub, resource.object_type)
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        return self._checkpoint
+
+    async def run(self) -> None:
+        """Poll now, then every refresh interval (±10 % jitter, so instances do not poll in lockstep)."""
+        while True:
+            await self.poll_safely()
+            await asyncio.sleep(self.instance.refresh_interval * random.uniform(0.9, 1.1))
+
+    async def poll_safely(self) -> PollOutcome | None:
+        """One poll; a failure is counted and logged, and leaves the checkpoint where it was."""
+        try:
+            return await self.poll_once()
+        except GatewayError as exc:
+            self._metrics.polls.labels(self.resource.name, "failed").inc()
+            logger.warning(
+                "poll failed: %s",
+                exc,
+                extra={
+                    "instance_id": self.instance.id,
+                    "resource": self.resource.name,
+                    "error": type(exc).__name__,
+                },
+            )
+            return None
+
+    async def poll_once(self) -> PollOutcome:
+        started = time.perf_counter()
+        checkpoint = self._current_checkpoint()
+        await self._admin.ensure(self._event_topic, partitions=self._topic_partitions)
+        async with self._limiter, AsyncExitStack() as stack:
+            txn = _LazyTransaction(self._writer, stack)
+            outcome = await self._drain(checkpoint, txn)
+            if outcome.checkpoint != self._checkpoint:
+                await (await txn.get()).send(
+                    self._topics.checkpoints,
+                    key=self._placement.checkpoint_key.encode(),
+                    value=outcome.checkpoint.to_json(),
+                    partition=self._placement.state_partition,
+                )
+        # Only a committed transaction moves the checkpoint in memory.
+        self._checkpoint = outcome.checkpoint
+        for (object_type, event_type), count in outcome.published.items():
+            self._metrics.events_published.labels(object_type, event_type).inc(count)
+        self._metrics.polls.labels(self.resource.name, "ok").inc()
+        self._metrics.poll_duration.labels(self.resource.name).observe(time.perf_counter() - started)
+        return outcome
+
+    def _current_checkpoint(self) -> Checkpoint:
+        template = self.resource.url.source
+        if self._checkpoint is None or self._checkpoint.url != template:
+            return Checkpoint(started_ms=int(self._clock() * 1000), url=template)
+        return self._checkpoint
+
+    async def _drain(self, checkpoint: Checkpoint, txn: _LazyTransaction) -> PollOutcome:
+        window = WindowFilter(checkpoint, self._overlap_ms)
+        rendered_from = window.checkpoint.window_start_ms(self._overlap_ms) - int(
+            self.resource.poll_delay * 1000
+        )
+        url = self.resource.url.render(
+            datetime.fromtimestamp(rendered_from / 1000, tz=UTC), self.instance.timezone
+        )
+        request = FetchRequest(resource=self.resource, url=url, cursor=checkpoint.cursor)
+        published: Counter[tuple[str, str]] = Counter()
+        skipped = 0
+        cursor = checkpoint.cursor
+        async for page in self._source.pages(request):
+            tracked = request.cursor is not None or page.baseline
+            changes, page_skipped = self._changes(page, window, tracked=tracked)
+            skipped += page_skipped
+            if page.baseline and not self.resource.snapshot:
+                changes = []
+            if changes:
+                await self._publish(
+                    await txn.get(), changes, cursor=checkpoint.cursor, snapshot=page.baseline
+                )
+                published.update((self.resource.object_type, c.event_type.value) for c in changes)
+            if page.cursor is not None:
+                cursor = page.cursor
+        after = window.next_checkpoint()
+        if cursor != after.cursor:
+            after = Checkpoint(
+                started_ms=after.started_ms,
+                url=after.url,
+                watermark_ms=after.watermark_ms,
+                cursor=cursor,
+                seen=after.seen,
+            )
+        return PollOutcome(published=published, skipped=skipped, checkpoint=after)
+
+    def _changes(self, page: SourcePage, window: WindowFilter, *, tracked: bool) -> tuple[list[Change], int]:
+        changes: list[Change] = []
+        skipped = 0
+        self._metrics.records_fetched.labels(self.resource.name).inc(len(page.records))
+        for record in page.records:
+            change = self._reader.read(record)
+            if isinstance(change, Skipped):
+                skipped += 1
+                self._metrics.records_skipped.labels(self.resource.name, change.reason.value).inc()
+                logger.warning(
+                    "record skipped: %s",
+                    change.detail,
+                    extra={"instance_id": self.instance.id, "resource": self.resource.name},
+                )
+                continue
+            # Change tracking hands over each change once; only filter polls need the window.
+            if tracked or window.admit(change.object_id, change.updated_ms or 0):
+                changes.append(change)
+        changes.extend(deleted(object_id) for object_id in page.deleted_ids)
+        return changes, skipped
+
+    async def _publish(
+        self, txn: Transaction, changes: list[Change], *, cursor: str | None, snapshot: bool
+    ) -> None:
+        instance = self.instance
+        seen_ms = int(self._clock() * 1000)
+        for change in changes:
+            event = ChangeEvent(
+                instance_id=instance.id,
+                instance_name=instance.name,
+                element_key=instance.element_key,
+                tags=instance.tags,
+                hub=self.resource.hub,
+                object_type=self.resource.object_type,
+                object_id=change.object_id,
+                event_type=change.event_type.value,
+                time_ms=seen_ms if change.updated_ms is None else change.updated_ms,
+                # A delete has no updated date; the cursor it was read from identifies it across re-polls.
+                version=str(cursor) if change.updated_ms is None else str(change.updated_ms),
+                raw=change.record,
+                snapshot=snapshot,
+            )
+            value, headers = encode(event, self._event_mode)
+            await txn.send(self._event_topic, key=event.key, value=value, headers=headers)

@@ -1,0 +1,222 @@
+"""The composition root: builds each role's components from the settings and runs them until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import aiohttp
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from gateway.api import Health, create_api_app, create_metrics_app
+from gateway.errors import ConfigError, InstanceValidationError
+from gateway.instances import SecretBox, validate_instance
+from gateway.instances.declared import load_declared_instances
+from gateway.instances.model import Instance
+from gateway.kafka.compacted import read_to_end
+from gateway.kafka.instance_log import Body, InstanceLog
+from gateway.kafka.topics import TopicAdmin, TopicNames
+from gateway.kafka.transactions import PartitionWriter
+from gateway.metrics import KafkaMetrics, PollingMetrics, SourceMetrics
+from gateway.polling.checkpoint import Checkpoint
+from gateway.polling.supervisor import PollerSupervisor
+from gateway.settings import Settings
+from gateway.sources.base import Source
+from gateway.sources.dynamics import DynamicsSource
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["all", "poller", "api"]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where the servers of a running gateway listen (ports resolved when 0 was asked for)."""
+
+    api_url: str | None
+    metrics_url: str
+    admin_token: str
+
+
+def resolve_admin_token(settings: Settings) -> str:
+    """The configured token, or a generated one written to a private file (never to the log)."""
+    if settings.admin_token is not None:
+        return settings.admin_token.get_secret_value()
+    token = secrets.token_urlsafe(32)
+    path = settings.admin_token_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    logger.warning("GATEWAY_ADMIN_TOKEN is not set; generated an admin token, readable in %s", path)
+    return token
+
+
+def _secret_box(settings: Settings) -> SecretBox:
+    if settings.secret_key is None:
+        raise ConfigError(
+            "GATEWAY_SECRET_KEY must be set (at least 32 characters); it encrypts instance secrets"
+        )
+    return SecretBox(settings.secret_key.get_secret_value())
+
+
+async def load_checkpoints(bootstrap_servers: str, topic: str, partitions: int) -> dict[str, Checkpoint]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        client_id="event-gateway-checkpoints",
+    )
+    await consumer.start()
+    try:
+        wanted = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(wanted)
+        table = await read_to_end(consumer, wanted)
+    finally:
+        await consumer.stop()
+    return {key: Checkpoint.from_json(value) for key, value in table.items()}
+
+
+async def _serve(stack: AsyncExitStack, app: web.Application, host: str, port: int) -> str:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0]
+    return f"http://{host}:{bound[1]}"
+
+
+@asynccontextmanager
+async def start_gateway(
+    settings: Settings,
+    *,
+    role: Role = "all",
+    instances_path: Path | None = None,
+    registry: CollectorRegistry | None = None,
+) -> AsyncIterator[Endpoints]:
+    """Start every component of `role`; on exit stop them in reverse order."""
+    registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+    topics = TopicNames(prefix=settings.topic_prefix, state_prefix=settings.state_topic_prefix)
+    box = _secret_box(settings)
+    health = Health()
+    bootstrap = settings.kafka_bootstrap_servers
+    async with AsyncExitStack() as stack:
+        admin = await stack.enter_async_context(
+            TopicAdmin(bootstrap_servers=bootstrap, replication_factor=settings.topic_replication_factor)
+        )
+        for name in (topics.instances, topics.checkpoints):
+            await admin.ensure(name, partitions=settings.state_partitions, compacted=True)
+        health.set("kafka", True)
+
+        supervisor: PollerSupervisor | None = None
+        if role in ("all", "poller"):
+            supervisor = await _start_pollers(stack, settings, topics, admin, registry)
+
+        async def on_instance(instance_id: str, body: Body | None) -> None:
+            if supervisor is not None:
+                await supervisor.apply(instance_id, _instance_or_none(instance_id, body))
+
+        log = await stack.enter_async_context(
+            InstanceLog(
+                bootstrap_servers=bootstrap,
+                topic=topics.instances,
+                partitions=settings.state_partitions,
+                box=box,
+                listener=on_instance,
+            )
+        )
+        if instances_path is not None:
+            for instance_id, body in load_declared_instances(instances_path).items():
+                if log.get(instance_id) != body:
+                    await log.put(instance_id, body)
+
+        metrics_url = await _serve(
+            stack,
+            create_metrics_app(registry=registry, health=health),
+            settings.api_host,
+            settings.metrics_port,
+        )
+        api_url = None
+        admin_token = resolve_admin_token(settings)
+        if role in ("all", "api"):
+            app = create_api_app(instance_log=log, admin_token=admin_token, health=health)
+            api_url = await _serve(stack, app, settings.api_host, settings.api_port)
+        stack.callback(setattr, health, "shutting_down", True)
+        logger.info("gateway started", extra={"role": role, "api": api_url, "metrics": metrics_url})
+        yield Endpoints(api_url=api_url, metrics_url=metrics_url, admin_token=admin_token)
+
+
+async def _start_pollers(
+    stack: AsyncExitStack,
+    settings: Settings,
+    topics: TopicNames,
+    admin: TopicAdmin,
+    registry: CollectorRegistry,
+) -> PollerSupervisor:
+    bootstrap = settings.kafka_bootstrap_servers
+    checkpoints = await load_checkpoints(bootstrap, topics.checkpoints, settings.state_partitions)
+    kafka_metrics = KafkaMetrics(registry)
+    writers: dict[int, PartitionWriter] = {}
+    for partition in range(settings.state_partitions):
+        writers[partition] = await stack.enter_async_context(
+            PartitionWriter(
+                bootstrap_servers=bootstrap,
+                transactional_id=f"{settings.state_topic_prefix}-poller-{partition}",
+                metrics=kafka_metrics,
+            )
+        )
+    session = await stack.enter_async_context(aiohttp.ClientSession())
+    source_metrics = SourceMetrics(registry)
+
+    def source_for(instance: Instance) -> Source:
+        return DynamicsSource(
+            instance.source,
+            session=session,
+            metrics=source_metrics,
+            max_concurrency=settings.source_concurrency,
+            request_timeout=settings.http_timeout_seconds,
+        )
+
+    return await stack.enter_async_context(
+        PollerSupervisor(
+            source_factory=source_for,
+            writers=writers,
+            admin=admin,
+            topics=topics,
+            checkpoints=checkpoints,
+            state_partitions=settings.state_partitions,
+            topic_partitions=settings.topic_partitions,
+            overlap_seconds=settings.poll_overlap_seconds,
+            poll_concurrency=settings.poll_concurrency,
+            metrics=PollingMetrics(registry),
+            event_mode=settings.event_mode,
+        )
+    )
+
+
+def _instance_or_none(instance_id: str, body: Mapping[str, object] | None) -> Instance | None:
+    if body is None:
+        return None
+    try:
+        return validate_instance(body, instance_id=instance_id).instance
+    except InstanceValidationError as exc:
+        # Stored by an older version or by hand: keep the gateway up, and say which instance is idle.
+        logger.error(  # noqa: TRY400 - the problems list is the whole story; a traceback adds nothing
+            "stored instance is invalid and is not polled: %s", exc, extra={"instance_id": instance_id}
+        )
+        return None
+
+
+async def run_until_stopped(
+    settings: Settings, *, role: Role, instances_path: Path | None, stop: asyncio.Event
+) -> None:
+    async with start_gateway(settings, role=role, instances_path=instances_path):
+        await stop.wait()
