@@ -44,9 +44,9 @@ class Settings(BaseSettings):
         description="Partitions of the instances and checkpoints topics, co-partitioned; fixed once created.",
     )
     api_host: str = Field("127.0.0.1", description="Address the admin API and metrics listen on.")
-    api_port: int = Field(8080, ge=1, le=65535, description="Port of the admin API.")
+    api_port: int = Field(8080, ge=0, le=65535, description="Port of the admin API (0 picks a free one).")
     metrics_port: int = Field(
-        9100, ge=1, le=65535, description="Port of `/metrics`, `/healthz` and `/readyz`."
+        9100, ge=0, le=65535, description="Port of `/metrics`, `/healthz` and `/readyz`."
     )
     admin_token: SecretStr | None = Field(
         None, description="Bearer token of the admin API; generated into GATEWAY_ADMIN_TOKEN_FILE when unset."

@@ -1,15 +1,23 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import subprocess
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from gateway.settings import Settings
+from gateway.sim import DEMO_CLIENTS, DEMO_USERS, Simulator
+from tests.instances.seed_examples import seed_bodies
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,3 +68,60 @@ async def read_committed(
     finally:
         await consumer.stop()
     return records
+
+
+SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
+ADMIN_TOKEN = "test-admin-token"
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, unique: str) -> Settings:
+    """Settings for one gateway under test: its own topics, ephemeral ports, loopback only."""
+    return Settings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_prefix=f"test-{unique}",
+        state_topic_prefix=f"test-{unique}-gw",
+        state_partitions=2,
+        topic_partitions=1,
+        api_host="127.0.0.1",
+        api_port=0,
+        metrics_port=0,
+        admin_token=SecretStr(ADMIN_TOKEN),
+        secret_key=SecretStr(SECRET_KEY),
+        poll_overlap_seconds=5.0,
+    )
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[Simulator]:
+    async with Simulator(users=DEMO_USERS, clients=DEMO_CLIENTS, seed=11) as sim:
+        yield sim
+
+
+def seed_instance(kind: str, sim: Simulator, *, refresh_minutes: float = 1 / 60) -> dict[str, Any]:
+    """A seed example with its placeholders filled in to point at the simulator."""
+    body = seed_bodies()[kind]
+    user, password = next(iter(DEMO_USERS.items()))
+    body["configuration"].update(
+        {
+            "user.username": user,
+            "user.password": password,
+            "dynamics.base.url": sim.base_url,
+            "event.poller.refresh_interval": str(refresh_minutes),
+        }
+    )
+    body["name"] = f"seed-{kind}"
+    body["tags"] = ["test"]
+    return body
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]] | Callable[[], bool], *, within: float = 20.0) -> None:
+    """Poll a condition until it holds; fail the test when it does not within `within` seconds."""
+    async with asyncio.timeout(within):
+        while True:
+            result = condition()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await asyncio.sleep(0.05)

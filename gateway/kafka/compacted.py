@@ -56,8 +56,9 @@ class CompactedTopicTable:
     `wait_until(partition, offset)` gives read-your-writes to whoever produced that offset.
     """
 
-    def __init__(self, *, bootstrap_servers: str, topic: str, listener: ChangeListener) -> None:
+    def __init__(self, *, bootstrap_servers: str, topic: str, partitions: int, listener: ChangeListener) -> None:
         self._topic = topic
+        self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
         self._listener = listener
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers,
@@ -80,13 +81,7 @@ class CompactedTopicTable:
         if self._state is not _State.NEW:
             raise RuntimeError(f"table of {self._topic} cannot be started twice")
         await self._consumer.start()
-        partitions = [
-            TopicPartition(self._topic, p)
-            for p in sorted(self._consumer.partitions_for_topic(self._topic) or ())
-        ]
-        if not partitions:
-            await self._consumer.stop()
-            raise RuntimeError(f"topic {self._topic} has no partitions; create it first")
+        partitions = self._partitions
         self._consumer.assign(partitions)
         self._table = await read_to_end(self._consumer, partitions)
         for key, value in self._table.items():

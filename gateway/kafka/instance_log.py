@@ -38,7 +38,7 @@ class InstanceLog:
             acks="all",
         )
         self._table = CompactedTopicTable(
-            bootstrap_servers=bootstrap_servers, topic=topic, listener=self._on_record
+            bootstrap_servers=bootstrap_servers, topic=topic, partitions=partitions, listener=self._on_record
         )
 
     async def __aenter__(self) -> InstanceLog:
