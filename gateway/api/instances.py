@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +12,16 @@ from aiohttp import web
 
 from gateway.api.responses import json_response, problem_response, problems_response
 from gateway.errors import InstanceValidationError, Problem
-from gateway.instances import apply_patch, mask_body, validate_instance
+from gateway.instances import (
+    MASK,
+    PREVIOUS_SIGNATURE_KEY,
+    SECRET_KEYS,
+    SIGNATURE_KEY,
+    SIGNATURE_ROTATED_AT,
+    apply_patch,
+    mask_body,
+    validate_instance,
+)
 from gateway.kafka.instance_log import Body, InstanceLog
 
 INSTANCE_LOG = web.AppKey("instance_log", InstanceLog)
@@ -49,6 +59,26 @@ def _stored(request: web.Request) -> tuple[str, Body]:
     return instance_id, body
 
 
+def _without_echoed_masks(patch: dict[str, Any]) -> dict[str, Any]:
+    """A client that sends back a body it read gets masks where secrets were; keep the stored secrets."""
+    configuration = patch.get("configuration")
+    if not isinstance(configuration, dict):
+        return patch
+    kept = {k: v for k, v in configuration.items() if not (k in SECRET_KEYS and v == MASK)}
+    return {**patch, "configuration": kept}
+
+
+def _remember_rotated_signature_key(before: Body, after: dict[str, Any]) -> None:
+    """Keep the replaced key, so that deliveries carry both signatures while receivers switch over."""
+    old_config, new_config = before.get("configuration"), after.get("configuration")
+    if not isinstance(old_config, dict) or not isinstance(new_config, dict):
+        return
+    old_key, new_key = old_config.get(SIGNATURE_KEY), new_config.get(SIGNATURE_KEY)
+    if isinstance(old_key, str) and old_key != new_key:
+        new_config[PREVIOUS_SIGNATURE_KEY] = old_key
+        new_config[SIGNATURE_ROTATED_AT] = time.time()
+
+
 async def create_instance(request: web.Request) -> web.Response:
     body = await _read_json(request)
     instance_id = str(uuid.uuid4())
@@ -78,7 +108,8 @@ async def patch_instance(request: web.Request) -> web.Response:
     patch = await _read_json(request)
     if not isinstance(patch, dict):
         return problem_response(400, "$", "a patch must be a JSON object (RFC 7396 merge patch)")
-    merged = apply_patch(body, patch)
+    merged = apply_patch(body, _without_echoed_masks(patch))
+    _remember_rotated_signature_key(body, merged)
     merged.update(id=instance_id, createdDate=body.get("createdDate"), updatedDate=_now())
     try:
         validated = validate_instance(merged, instance_id=instance_id)

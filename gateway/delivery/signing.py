@@ -72,18 +72,18 @@ def sign_headers(*, keys: Sequence[str], msg_id: str, timestamp: int, body: byte
 def signing_keys(
     notification: Notification,
     *,
-    rotated_at: float | None,
     now: float,
     grace_seconds: float = DEFAULT_ROTATION_GRACE_SECONDS,
 ) -> tuple[str, ...]:
     """The keys to sign with: the current one, and the previous one within `grace_seconds` of the
-    rotation (`rotated_at` and `now` in epoch seconds). An unknown rotation time ends the grace:
-    we cannot tell how long receivers have had the new key, and signing with a retired key forever
-    would keep it valid forever."""
+    rotation (`notification.signature_rotated_at` and `now` in epoch seconds). An unknown rotation
+    time ends the grace: we cannot tell how long receivers have had the new key, and signing with
+    a retired key forever would keep it valid forever."""
     current = notification.signature_key
     if not current:
         return ()
     previous = notification.previous_signature_key
+    rotated_at = notification.signature_rotated_at
     if previous and previous != current and rotated_at is not None and now - rotated_at < grace_seconds:
         return (current, previous)
     return (current,)

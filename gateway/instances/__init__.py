@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway.instances._connection import PREVIOUS_SIGNATURE_KEY, SIGNATURE_KEY, SIGNATURE_ROTATED_AT
 from gateway.instances.model import (
     DatesConfiguration,
     Instance,
@@ -9,12 +10,16 @@ from gateway.instances.model import (
     ResourceConfig,
     SourceConnection,
 )
-from gateway.instances.secrets import SECRET_KEYS, SecretBox, SecretKeyMismatch, mask_body
+from gateway.instances.secrets import MASK, SECRET_KEYS, SecretBox, SecretKeyMismatch, mask_body
 from gateway.instances.validate import ELEMENT_KEYS, ValidatedInstance, apply_patch, validate_instance
 
 __all__ = [
     "ELEMENT_KEYS",
+    "MASK",
+    "PREVIOUS_SIGNATURE_KEY",
     "SECRET_KEYS",
+    "SIGNATURE_KEY",
+    "SIGNATURE_ROTATED_AT",
     "DatesConfiguration",
     "Instance",
     "Notification",

@@ -10,6 +10,7 @@ from gateway.instances._read import (
     Report,
     child,
     decode_object,
+    get_number,
     get_string,
     has_scheme,
     http_url_problem,
@@ -28,10 +29,16 @@ SOURCE_KEYS = (
     "oauth.api.secret",
     "oauth.scope",
 )
+SIGNATURE_KEY = "event.notification.signature.key"
+# Set by the gateway when a PATCH replaces the signature key: receivers get both signatures for a while.
+PREVIOUS_SIGNATURE_KEY = "event.notification.signature.previous.key"
+SIGNATURE_ROTATED_AT = "event.notification.signature.rotated.at"
 NOTIFICATION_KEYS = (
     "event.notification.enabled",
     "event.notification.callback.url",
     "event.notification.signature.key",
+    PREVIOUS_SIGNATURE_KEY,
+    SIGNATURE_ROTATED_AT,
     "event.notification.callback.headers",
     "event.notification.basic.username",
     "event.notification.basic.password",
@@ -81,6 +88,18 @@ def read_source(report: Report, config: Mapping[str, Any], path: str) -> SourceC
 def read_notification(report: Report, config: Mapping[str, Any], path: str, *, enabled: bool) -> Notification:
     callback_url = _read_callback_url(report, config, path, enabled=enabled)
     signature_key = get_string(report, config, "event.notification.signature.key", path)
+    previous_key = get_string(report, config, PREVIOUS_SIGNATURE_KEY, path)
+    rotated_at = None
+    if SIGNATURE_ROTATED_AT in config:
+        rotated_at = get_number(
+            report,
+            config,
+            SIGNATURE_ROTATED_AT,
+            path,
+            default=0.0,
+            minimum=0.0,
+            message="must be epoch seconds",
+        )
     basic_username = get_string(report, config, "event.notification.basic.username", path)
     basic_password = get_string(report, config, "event.notification.basic.password", path)
     _check_pair(
@@ -94,6 +113,8 @@ def read_notification(report: Report, config: Mapping[str, Any], path: str, *, e
         enabled=enabled and callback_url is not None,
         callback_url=callback_url,
         signature_key=signature_key,
+        previous_signature_key=previous_key,
+        signature_rotated_at=rotated_at,
         callback_headers=headers,
         basic_username=basic_username,
         basic_password=basic_password,

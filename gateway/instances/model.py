@@ -61,6 +61,7 @@ class Notification:
     callback_url: str | None
     signature_key: str | None = field(repr=False)
     previous_signature_key: str | None = field(default=None, repr=False)  # kept while keys rotate
+    signature_rotated_at: float | None = None  # epoch seconds of the last key change
     callback_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     basic_username: str | None = None
     basic_password: str | None = field(default=None, repr=False)

@@ -21,9 +21,10 @@ SECRET_KEYS = (
     "user.password",
     "oauth.api.secret",
     "event.notification.signature.key",
+    "event.notification.signature.previous.key",
     "event.notification.basic.password",
 )
-_MASK = "********"
+MASK = "********"
 _ENCRYPTED = "$encrypted"
 
 _MIN_KEY_LENGTH = 32
@@ -83,7 +84,7 @@ def mask_body(body: Mapping[str, Any]) -> dict[str, Any]:
 
     Any depth, so that a secret put in the wrong place of a rejected body is masked too.
     """
-    return {key: _MASK if key in SECRET_KEYS else _mask(value) for key, value in body.items()}
+    return {key: MASK if key in SECRET_KEYS else _mask(value) for key, value in body.items()}
 
 
 def _mask(value: object) -> object:

@@ -56,7 +56,9 @@ class CompactedTopicTable:
     `wait_until(partition, offset)` gives read-your-writes to whoever produced that offset.
     """
 
-    def __init__(self, *, bootstrap_servers: str, topic: str, partitions: int, listener: ChangeListener) -> None:
+    def __init__(
+        self, *, bootstrap_servers: str, topic: str, partitions: int, listener: ChangeListener
+    ) -> None:
         self._topic = topic
         self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
         self._listener = listener

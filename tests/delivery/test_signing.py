@@ -99,12 +99,15 @@ def test_a_whsec_key_that_is_not_base64_is_refused_without_echoing_it(secret: st
     assert not secret or secret not in str(raised.value)
 
 
-def _notification(current: str | None, previous: str | None = None) -> Notification:
+def _notification(
+    current: str | None, previous: str | None = None, rotated_at: float | None = None
+) -> Notification:
     return Notification(
         enabled=True,
         callback_url="https://example.com/hook",
         signature_key=current,
         previous_signature_key=previous,
+        signature_rotated_at=rotated_at,
     )
 
 
@@ -124,11 +127,11 @@ def _notification(current: str | None, previous: str | None = None) -> Notificat
 def test_signing_keys(
     current: str | None, previous: str | None, rotated_at: float | None, expected: tuple[str, ...]
 ) -> None:
-    assert signing_keys(_notification(current, previous), rotated_at=rotated_at, now=1100.0) == expected
+    assert signing_keys(_notification(current, previous, rotated_at), now=1100.0) == expected
 
 
 def test_signing_keys_grace_is_configurable() -> None:
-    keys = signing_keys(_notification("new", "old"), rotated_at=1000.0, now=1100.0, grace_seconds=60)
+    keys = signing_keys(_notification("new", "old", 1000.0), now=1100.0, grace_seconds=60)
     assert keys == ("new",)
 
 

@@ -14,6 +14,7 @@ SECRETS = {
     "user.password": "hunter2-password",
     "oauth.api.secret": "hunter2-oauth",
     "event.notification.signature.key": "hunter2-signature",
+    "event.notification.signature.previous.key": "hunter2-previous-signature",
     "event.notification.basic.password": "hunter2-basic",
 }
 
