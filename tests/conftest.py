@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from gateway.runtime import Endpoints, start_gateway
 from gateway.settings import Settings
 from gateway.sim import DEMO_CLIENTS, DEMO_USERS, Simulator
 from tests.instances.seed_examples import seed_bodies
@@ -115,7 +117,9 @@ def seed_instance(kind: str, sim: Simulator, *, refresh_minutes: float = 1 / 60)
     return body
 
 
-async def wait_for(condition: Callable[[], Awaitable[bool]] | Callable[[], bool], *, within: float = 20.0) -> None:
+async def wait_for(
+    condition: Callable[[], Awaitable[bool]] | Callable[[], bool], *, within: float = 20.0
+) -> None:
     """Poll a condition until it holds; fail the test when it does not within `within` seconds."""
     async with asyncio.timeout(within):
         while True:
@@ -125,3 +129,17 @@ async def wait_for(condition: Callable[[], Awaitable[bool]] | Callable[[], bool]
             if result:
                 return
             await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def gateway(settings: Settings, registry: CollectorRegistry) -> AsyncIterator[Endpoints]:
+    async with start_gateway(settings, registry=registry) as endpoints:
+        yield endpoints
+
+
+@pytest.fixture
+async def api(gateway: Endpoints) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(
+        base_url=gateway.api_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    ) as session:
+        yield session

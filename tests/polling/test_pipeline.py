@@ -2,79 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import aiohttp
-import jsonschema
-import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.events import decode
-from gateway.runtime import Endpoints, start_gateway
 from gateway.settings import Settings
 from gateway.sim import Simulator
-from tests.conftest import ADMIN_TOKEN, read_committed, seed_instance, wait_for
+from tests.conftest import seed_instance, wait_for
 from tests.instances.seed_examples import SEED_RESOURCES, with_poller_as_string
-
-EVENT_SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "change-event.schema.json").read_text())
-# resource -> (entity set, primary key), as the Dataverse tables name them
-TABLES = {
-    "accounts": ("accounts", "accountid"),
-    "contacts": ("contacts", "contactid"),
-    "opportunities": ("opportunities", "opportunityid"),
-    "leads": ("leads", "leadid"),
-    "tasks": ("tasks", "activityid"),
-    "notes": ("annotations", "annotationid"),
-    "activities": ("activitypointers", "activityid"),
-}
-
-
-HOUR_AGO = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def insert(sim: Simulator, resource: str, fields: dict[str, Any] | None = None) -> str:
-    table, key = TABLES[resource]
-    return str(sim.state.upsert(table, fields)[key])
-
-
-@pytest.fixture
-async def gateway(settings: Settings, registry: CollectorRegistry) -> AsyncIterator[Endpoints]:
-    async with start_gateway(settings, registry=registry) as endpoints:
-        yield endpoints
-
-
-@pytest.fixture
-async def api(gateway: Endpoints) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        base_url=gateway.api_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    ) as session:
-        yield session
-
-
-async def create(api: aiohttp.ClientSession, body: dict[str, Any]) -> str:
-    async with api.post("/instances", json=body) as response:
-        payload = await response.json()
-        assert response.status == 201, payload
-        return str(payload["id"])
-
-
-def polls(registry: CollectorRegistry, resource: str, outcome: str = "ok") -> float:
-    return registry.get_sample_value("gateway_polls_total", {"resource": resource, "outcome": outcome}) or 0.0
-
-
-async def events(settings: Settings, object_type: str, *, expect: int) -> list[dict[str, Any]]:
-    topic = f"{settings.topic_prefix}.crm.{object_type}"
-    records = await read_committed(settings.kafka_bootstrap_servers, topic, expect=expect)
-    decoded = [decode(r.value or b"", r.headers) for r in records]
-    for event in decoded:
-        jsonschema.validate(event, EVENT_SCHEMA)
-    return decoded
+from tests.polling._support import HOUR_AGO, TABLES, create, events, insert, polls
 
 
 @pytest.mark.parametrize("as_string", [False, True], ids=["object", "escaped-string"])

@@ -1,0 +1,87 @@
+"""A failing source fails the poll, leaves the checkpoint in place, and loses nothing."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+
+from gateway.settings import Settings
+from gateway.sim import Simulator
+from tests.conftest import seed_instance, wait_for
+from tests.polling._support import HOUR_AGO, create, events, insert, only, polls, settle
+
+
+@pytest.mark.parametrize("fault", ["malformed_next", "truncate_next"])
+async def test_a_bad_source_response_fails_the_poll_and_the_next_poll_publishes_everything_once(
+    settings: Settings,
+    simulator: Simulator,
+    api: aiohttp.ClientSession,
+    registry: CollectorRegistry,
+    caplog: pytest.LogCaptureFixture,
+    fault: str,
+) -> None:
+    instance_id = await create(api, only(seed_instance("2016", simulator), "accounts"))
+    await wait_for(lambda: polls(registry, "accounts") >= 1)
+    inserted = [insert(simulator, "accounts") for _ in range(3)]
+    setattr(simulator.faults, fault, 1)
+    with caplog.at_level(logging.WARNING, logger="gateway.polling.task"):
+        await wait_for(lambda: polls(registry, "accounts", "failed") >= 1)
+        await settle(registry, "accounts")
+    got = await events(settings, "accounts", expect=3)
+    assert Counter(e["subject"] for e in got) == Counter(inserted)
+    failure = next(r for r in caplog.records if r.getMessage().startswith("poll failed"))
+    assert (failure.instance_id, failure.resource, failure.error) == (  # type: ignore[attr-defined]
+        instance_id,
+        "accounts",
+        "SourceResponseError",
+    )
+
+
+async def test_a_burst_of_5xx_and_a_429_are_ridden_out_within_the_poll(
+    settings: Settings, simulator: Simulator, api: aiohttp.ClientSession, registry: CollectorRegistry
+) -> None:
+    await create(api, only(seed_instance("2016", simulator), "accounts"))
+    await wait_for(lambda: polls(registry, "accounts") >= 1)
+    inserted = [insert(simulator, "accounts") for _ in range(2)]
+    simulator.faults.fail_next = 2
+    simulator.faults.throttle_next = 1
+    simulator.faults.throttle_retry_after = 1
+    await settle(registry, "accounts")
+    got = await events(settings, "accounts", expect=2)
+    assert Counter(e["subject"] for e in got) == Counter(inserted)
+    assert registry.get_sample_value("gateway_source_throttled_total", {"element": "dynamicscrmadfs"}) == 1
+    assert (
+        registry.get_sample_value("gateway_source_retry_after_seconds_sum", {"element": "dynamicscrmadfs"})
+        == 1
+    )
+    assert polls(registry, "accounts", "failed") == 0
+
+
+async def test_snapshot_publishes_the_existing_rows_once_marked_as_such(
+    settings: Settings, simulator: Simulator, api: aiohttp.ClientSession, registry: CollectorRegistry
+) -> None:
+    existing = [
+        insert(simulator, "accounts", {"createdon": HOUR_AGO, "modifiedon": HOUR_AGO}) for _ in range(3)
+    ]
+    await create(api, only(seed_instance("2016", simulator), "accounts", snapshot=True))
+    await wait_for(lambda: polls(registry, "accounts") >= 1)
+    await settle(registry, "accounts")
+    got = await events(settings, "accounts", expect=3)
+    assert Counter(e["subject"] for e in got) == Counter(existing)
+    assert all(e["snapshot"] is True for e in got)
+
+
+async def test_without_snapshot_the_baseline_publishes_nothing(
+    settings: Settings, simulator: Simulator, api: aiohttp.ClientSession, registry: CollectorRegistry
+) -> None:
+    insert(simulator, "accounts", {"createdon": HOUR_AGO, "modifiedon": HOUR_AGO})
+    await create(api, only(seed_instance("2016", simulator), "accounts"))
+    await wait_for(lambda: polls(registry, "accounts") >= 1)
+    later = insert(simulator, "accounts")
+    await settle(registry, "accounts")
+    got = await events(settings, "accounts", expect=1)
+    assert [e["subject"] for e in got] == [later]
