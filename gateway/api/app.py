@@ -7,11 +7,14 @@ from aiohttp import web
 from gateway.api.auth import bearer_auth
 from gateway.api.health import Health, add_health_routes
 from gateway.api.instances import INSTANCE_LOG, add_routes
+from gateway.api.responses import problems_middleware
 from gateway.kafka.instance_log import InstanceLog
 
 
 def create_api_app(*, instance_log: InstanceLog, admin_token: str, health: Health) -> web.Application:
-    app = web.Application(middlewares=[bearer_auth(admin_token)], client_max_size=1024 * 1024)
+    app = web.Application(
+        middlewares=[bearer_auth(admin_token), problems_middleware], client_max_size=1024 * 1024
+    )
     app[INSTANCE_LOG] = instance_log
     add_routes(app)
     add_health_routes(app, health)

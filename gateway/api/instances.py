@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.api.responses import json_response, problem_response, problems_response
-from gateway.errors import InstanceValidationError, Problem
+from gateway.api.responses import RequestProblem, json_response
+from gateway.errors import Problem
 from gateway.instances import (
     MASK,
     PREVIOUS_SIGNATURE_KEY,
@@ -35,10 +35,7 @@ async def _read_json(request: web.Request) -> Any:
     try:
         return orjson.loads(await request.read())
     except orjson.JSONDecodeError as exc:
-        raise web.HTTPBadRequest(
-            body=orjson.dumps({"errors": [{"path": "$", "message": f"body is not valid JSON: {exc}"}]}),
-            content_type="application/json",
-        ) from exc
+        raise RequestProblem(400, [Problem("$", f"body is not valid JSON: {exc}")]) from exc
 
 
 def _public(body: Body, warnings: tuple[Problem, ...] = ()) -> dict[str, Any]:
@@ -52,10 +49,7 @@ def _stored(request: web.Request) -> tuple[str, Body]:
     instance_id = request.match_info["id"]
     body = request.app[INSTANCE_LOG].get(instance_id)
     if body is None:
-        raise web.HTTPNotFound(
-            body=orjson.dumps({"errors": [{"path": "$", "message": f"no instance with id {instance_id!r}"}]}),
-            content_type="application/json",
-        )
+        raise RequestProblem(404, [Problem("$", f"no instance with id {instance_id!r}")])
     return instance_id, body
 
 
@@ -82,10 +76,7 @@ def _remember_rotated_signature_key(before: Body, after: dict[str, Any]) -> None
 async def create_instance(request: web.Request) -> web.Response:
     body = await _read_json(request)
     instance_id = str(uuid.uuid4())
-    try:
-        validated = validate_instance(body, instance_id=instance_id)
-    except InstanceValidationError as exc:
-        return problems_response(400, exc.problems)
+    validated = validate_instance(body, instance_id=instance_id)
     now = _now()
     stored = {**body, "id": instance_id, "createdDate": now, "updatedDate": now}
     await request.app[INSTANCE_LOG].put(instance_id, stored)
@@ -107,14 +98,11 @@ async def patch_instance(request: web.Request) -> web.Response:
     instance_id, body = _stored(request)
     patch = await _read_json(request)
     if not isinstance(patch, dict):
-        return problem_response(400, "$", "a patch must be a JSON object (RFC 7396 merge patch)")
+        raise RequestProblem(400, [Problem("$", "a patch must be a JSON object (RFC 7396 merge patch)")])
     merged = apply_patch(body, _without_echoed_masks(patch))
     _remember_rotated_signature_key(body, merged)
     merged.update(id=instance_id, createdDate=body.get("createdDate"), updatedDate=_now())
-    try:
-        validated = validate_instance(merged, instance_id=instance_id)
-    except InstanceValidationError as exc:
-        return problems_response(400, exc.problems)
+    validated = validate_instance(merged, instance_id=instance_id)
     await request.app[INSTANCE_LOG].put(instance_id, merged)
     return json_response(_public(merged, validated.warnings))
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from gateway.errors import Problem
+from gateway.errors import InstanceValidationError, Problem
 
 
 def json_response(payload: Any, *, status: int = 200) -> web.Response:
@@ -24,3 +25,22 @@ def problems_response(status: int, problems: Iterable[Problem]) -> web.Response:
 
 def problem_response(status: int, path: str, message: str) -> web.Response:
     return problems_response(status, [Problem(path, message)])
+
+
+class RequestProblem(Exception):
+    """Raised by handlers to answer with an error; `problems_middleware` renders it."""
+
+    def __init__(self, status: int, problems: Iterable[Problem]) -> None:
+        self.status = status
+        self.problems = tuple(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+@web.middleware
+async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RequestProblem as problem:
+        return problems_response(problem.status, problem.problems)
+    except InstanceValidationError as invalid:
+        return problems_response(400, invalid.problems)
