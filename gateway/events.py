@@ -115,6 +115,9 @@ def decode(value: bytes, headers: Sequence[tuple[str, bytes]]) -> dict[str, Any]
             envelope: dict[str, Any] = {
                 name[3:]: raw for name, raw in header_map.items() if name.startswith("ce_")
             }
+            if "snapshot" in envelope:
+                # Binary mode carries every attribute as a string; ours is a boolean.
+                envelope["snapshot"] = envelope["snapshot"] == "true"
             envelope["data"] = orjson.loads(value)
             return envelope
         envelope = orjson.loads(value)
