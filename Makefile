@@ -45,3 +45,27 @@ demo: $(STAMP) kafka-up
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Chart checks: helm lint --strict, helm template (default values, and ci/full-values.yaml: split mode
+# with monitoring and declared instances) piped to kubeconform -strict against offline Kubernetes
+# schemas, for the oldest and a recent Kubernetes; then the tests of tests/ops. The tools are built
+# into .cache/ by .ci/helm-tools.sh (Go module proxy, PyPI) the first time.
+HELM_KUBE_VERSIONS ?= 1.25.0 1.37.0
+CHART := helm/event-gateway
+KUBECONFORM_SCHEMAS = $(CURDIR)/.cache/k8s-schemas/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json
+
+.PHONY: helm-check
+helm-check: $(STAMP)
+	KUBERNETES_VERSIONS="$(HELM_KUBE_VERSIONS)" .ci/helm-tools.sh
+	.cache/bin/helm lint --strict $(CHART)
+	.cache/bin/helm lint --strict $(CHART) -f $(CHART)/ci/full-values.yaml
+	@set -eo pipefail; for version in $(HELM_KUBE_VERSIONS); do \
+	  for values in "" "-f $(CHART)/ci/full-values.yaml"; do \
+	    echo "helm template $(CHART) $$values --kube-version $$version | kubeconform -strict"; \
+	    .cache/bin/helm template event-gateway $(CHART) --namespace event-gateway $$values \
+	      --kube-version $$version \
+	    | .cache/bin/kubeconform -strict -ignore-missing-schemas -summary \
+	      -kubernetes-version $$version -schema-location '$(KUBECONFORM_SCHEMAS)' -; \
+	  done; \
+	done
+	$(BIN)/pytest -q -p no:cacheprovider tests/ops
