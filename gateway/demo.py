@@ -88,6 +88,13 @@ def _settings() -> Settings:
     )
 
 
+def _declare(instance: dict[str, Any]) -> Path:
+    path = Path(".cache/demo/instances.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps([instance], option=orjson.OPT_INDENT_2))
+    return path
+
+
 async def _drop_previous_demo_topics(bootstrap: str) -> None:
     """Each demo starts from a fresh simulator, so the previous run's checkpoints mean nothing."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -131,9 +138,8 @@ async def _show_events(consumer: AIOKafkaConsumer) -> None:
                 print(f"  kafka  {record.topic:<28} {event['type']:<30} {event['subject']}")
         if time.monotonic() >= next_summary:
             next_summary += _SUMMARY_EVERY_SECONDS
-            print(
-                f"-- events so far: {sum(counts.values())} {orjson.dumps(dict(sorted(counts.items()))).decode()}"
-            )
+            by_type = orjson.dumps(dict(sorted(counts.items()))).decode()
+            print(f"-- events so far: {sum(counts.values())} {by_type}")
 
 
 async def run_demo() -> None:
@@ -154,9 +160,7 @@ async def run_demo() -> None:
             simulator.state.bulk_load(table, 50)
         await simulator.generator.start(GeneratorSettings(rate=_CHANGES_PER_SECOND))
         stack.push_async_callback(simulator.generator.stop)
-        instances = Path(".cache/demo/instances.json")
-        instances.parent.mkdir(parents=True, exist_ok=True)
-        instances.write_bytes(orjson.dumps([_seed_instance(simulator)], option=orjson.OPT_INDENT_2))
+        instances = await asyncio.to_thread(_declare, _seed_instance(simulator))
         endpoints = await stack.enter_async_context(start_gateway(settings, instances_path=instances))
         print(
             "\nevent-gateway demo is running (Ctrl-C stops it):\n"

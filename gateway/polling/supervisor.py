@@ -107,6 +107,7 @@ class PollerSupervisor:
                 limiter=self._limiter,
                 event_mode=self._event_mode,
             )
+            self._metrics.checkpoint_ages.track(instance.id, resource.name, poller.committed_at)
             task = asyncio.create_task(poller.run(), name=f"poll-{key}")
             task.add_done_callback(self._report_crash)
             started.append((poller, task))
@@ -121,6 +122,7 @@ class PollerSupervisor:
         for poller, task in running:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            self._metrics.checkpoint_ages.forget(instance_id, poller.resource.name)
             # Keep the newest committed position for a reconfigured instance.
             if poller.checkpoint is not None:
                 self._checkpoints[checkpoint_key(instance_id, poller.resource.name)] = poller.checkpoint

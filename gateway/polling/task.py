@@ -94,11 +94,16 @@ class ResourcePoller:
         self._event_mode = event_mode
         self._clock = clock
         self._reader = ChangeReader(resource)
+        self._committed_at: float | None = None
         self._event_topic = topics.events(resource.hub, resource.object_type)
 
     @property
     def checkpoint(self) -> Checkpoint | None:
         return self._checkpoint
+
+    def committed_at(self) -> float | None:
+        """Wall-clock start of the last poll that committed: every change before it is in Kafka."""
+        return self._committed_at
 
     async def run(self) -> None:
         """Poll now, then every refresh interval (±10 % jitter, so instances do not poll in lockstep)."""
@@ -125,6 +130,7 @@ class ResourcePoller:
 
     async def poll_once(self) -> PollOutcome:
         started = time.perf_counter()
+        started_at = self._clock()
         checkpoint = self._current_checkpoint()
         await self._admin.ensure(self._event_topic, partitions=self._topic_partitions)
         async with self._limiter, AsyncExitStack() as stack:
@@ -139,6 +145,7 @@ class ResourcePoller:
                 )
         # Only a committed transaction moves the checkpoint in memory.
         self._checkpoint = outcome.checkpoint
+        self._committed_at = started_at
         for (object_type, event_type), count in outcome.published.items():
             self._metrics.events_published.labels(object_type, event_type).inc(count)
         self._metrics.polls.labels(self.resource.name, "ok").inc()

@@ -50,4 +50,7 @@ async def test_seed_change_tracking_instance_publishes_created_updated_deleted_f
             }
         ), resource
         assert {e["source"] for e in got} == {f"/instances/{instance_id}"}
+        age = registry.get_sample_value("gateway_checkpoint_age_seconds", {"resource": resource})
+        assert age is not None
+        assert 0 <= age < 30
         assert {e["type"] for e in got} == {f"crm.{resource}.{t}" for t in ("created", "updated", "deleted")}
