@@ -112,6 +112,16 @@ class PollingMetrics:
         self.checkpoint_ages = CheckpointAges(per_instance=per_instance)
         registry.register(self.checkpoint_ages)
         self.pollers_running = Gauge("gateway_pollers_running", "Poller tasks running.", registry=registry)
+        self.partitions_owned = Gauge(
+            "gateway_poller_partitions_owned",
+            "State partitions (and so instances) this poller replica owns.",
+            registry=registry,
+        )
+        self.rebalances = Counter(
+            "gateway_poller_rebalances_total",
+            "Poller group rebalances this replica took part in.",
+            registry=registry,
+        )
 
 
 class KafkaMetrics:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import aiohttp
+import orjson
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from gateway.api import Health, create_api_app, create_metrics_app
@@ -21,12 +21,11 @@ from gateway.errors import ConfigError, InstanceValidationError
 from gateway.instances import SecretBox, validate_instance
 from gateway.instances.declared import load_declared_instances
 from gateway.instances.model import Instance
-from gateway.kafka.compacted import read_to_end
 from gateway.kafka.instance_log import Body, InstanceLog
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.kafka.transactions import PartitionWriter
 from gateway.metrics import KafkaMetrics, PollingMetrics, SourceMetrics
-from gateway.polling.checkpoint import Checkpoint
+from gateway.polling.membership import MembershipConfig, PollerMembership
 from gateway.polling.supervisor import PollerSupervisor
 from gateway.settings import Settings
 from gateway.sources.base import Source
@@ -44,6 +43,7 @@ class Endpoints:
     api_url: str | None
     metrics_url: str
     admin_token: str
+    membership: PollerMembership | None = None
 
 
 def resolve_admin_token(settings: Settings) -> str:
@@ -65,23 +65,6 @@ def _secret_box(settings: Settings) -> SecretBox:
             "GATEWAY_SECRET_KEY must be set (at least 32 characters); it encrypts instance secrets"
         )
     return SecretBox(settings.secret_key.get_secret_value())
-
-
-async def load_checkpoints(bootstrap_servers: str, topic: str, partitions: int) -> dict[str, Checkpoint]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        client_id="event-gateway-checkpoints",
-    )
-    await consumer.start()
-    try:
-        wanted = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(wanted)
-        table = await read_to_end(consumer, wanted)
-    finally:
-        await consumer.stop()
-    return {key: Checkpoint.from_json(value) for key, value in table.items()}
 
 
 async def _serve(stack: AsyncExitStack, app: web.Application, host: str, port: int) -> str:
@@ -114,15 +97,27 @@ async def start_gateway(
         )
         for name in (topics.instances, topics.checkpoints):
             await admin.ensure(name, partitions=settings.state_partitions, compacted=True)
-        health.set("kafka", True)
+        health.watch("kafka", lambda: True)
+        metrics_url = await _serve(
+            stack,
+            create_metrics_app(registry=registry, health=health),
+            settings.api_host,
+            settings.metrics_port,
+        )
 
-        supervisor: PollerSupervisor | None = None
+        membership = None
         if role in ("all", "poller"):
-            supervisor = await _start_pollers(stack, settings, topics, admin, registry)
+            membership = await _start_pollers(stack, settings, topics, admin, registry, box)
+            health.watch("partitions assigned", membership.assigned.is_set)
+
+        instances: dict[str, Instance] = {}
 
         async def on_instance(instance_id: str, body: Body | None) -> None:
-            if supervisor is not None:
-                await supervisor.apply(instance_id, _instance_or_none(instance_id, body))
+            instance = _instance_or_none(instance_id, body)
+            if instance is None:
+                instances.pop(instance_id, None)
+            else:
+                instances[instance_id] = instance
 
         log = await stack.enter_async_context(
             InstanceLog(
@@ -138,12 +133,6 @@ async def start_gateway(
                 if log.get(instance_id) != body:
                     await log.put(instance_id, body)
 
-        metrics_url = await _serve(
-            stack,
-            create_metrics_app(registry=registry, health=health),
-            settings.api_host,
-            settings.metrics_port,
-        )
         api_url = None
         admin_token = resolve_admin_token(settings)
         if role in ("all", "api"):
@@ -151,7 +140,9 @@ async def start_gateway(
             api_url = await _serve(stack, app, settings.api_host, settings.api_port)
         stack.callback(setattr, health, "shutting_down", True)
         logger.info("gateway started", extra={"role": role, "api": api_url, "metrics": metrics_url})
-        yield Endpoints(api_url=api_url, metrics_url=metrics_url, admin_token=admin_token)
+        yield Endpoints(
+            api_url=api_url, metrics_url=metrics_url, admin_token=admin_token, membership=membership
+        )
 
 
 async def _start_pollers(
@@ -160,19 +151,11 @@ async def _start_pollers(
     topics: TopicNames,
     admin: TopicAdmin,
     registry: CollectorRegistry,
-) -> PollerSupervisor:
+    box: SecretBox,
+) -> PollerMembership:
     bootstrap = settings.kafka_bootstrap_servers
-    checkpoints = await load_checkpoints(bootstrap, topics.checkpoints, settings.state_partitions)
     kafka_metrics = KafkaMetrics(registry)
-    writers: dict[int, PartitionWriter] = {}
-    for partition in range(settings.state_partitions):
-        writers[partition] = await stack.enter_async_context(
-            PartitionWriter(
-                bootstrap_servers=bootstrap,
-                transactional_id=f"{settings.state_topic_prefix}-poller-{partition}",
-                metrics=kafka_metrics,
-            )
-        )
+    polling_metrics = PollingMetrics(registry)
     session = await stack.enter_async_context(aiohttp.ClientSession())
     source_metrics = SourceMetrics(registry)
 
@@ -185,19 +168,46 @@ async def _start_pollers(
             request_timeout=settings.http_timeout_seconds,
         )
 
-    return await stack.enter_async_context(
+    def writer_for(partition: int, still_owned: Callable[[], bool]) -> PartitionWriter:
+        return PartitionWriter(
+            bootstrap_servers=bootstrap,
+            transactional_id=f"{settings.state_topic_prefix}-poller-{partition}",
+            metrics=kafka_metrics,
+            may_recover=still_owned,
+        )
+
+    def decode_instance(instance_id: str, value: bytes | None) -> Instance | None:
+        body = None if value is None else box.decrypt_body(orjson.loads(value))
+        return _instance_or_none(instance_id, body)
+
+    supervisor = await stack.enter_async_context(
         PollerSupervisor(
             source_factory=source_for,
-            writers=writers,
             admin=admin,
             topics=topics,
-            checkpoints=checkpoints,
             state_partitions=settings.state_partitions,
             topic_partitions=settings.topic_partitions,
             overlap_seconds=settings.poll_overlap_seconds,
             poll_concurrency=settings.poll_concurrency,
-            metrics=PollingMetrics(registry),
+            metrics=polling_metrics,
             event_mode=settings.event_mode,
+        )
+    )
+    config = MembershipConfig(
+        bootstrap_servers=bootstrap,
+        instances_topic=topics.instances,
+        checkpoints_topic=topics.checkpoints,
+        group_id=f"{settings.state_topic_prefix}-pollers",
+        group_instance_id=settings.group_instance_id,
+        session_timeout_ms=int(settings.poller_session_timeout_seconds * 1000),
+    )
+    return await stack.enter_async_context(
+        PollerMembership(
+            config,
+            supervisor=supervisor,
+            writer_factory=writer_for,
+            decode_instance=decode_instance,
+            metrics=polling_metrics,
         )
     )
 

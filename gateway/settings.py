@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -66,6 +67,13 @@ class Settings(BaseSettings):
         default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE),
         description="Delays in seconds before each webhook retry, comma-separated.",
     )
+    group_instance_id: str | None = Field(
+        None,
+        description="Stable identity of this replica, e.g. a StatefulSet pod name, for static membership.",
+    )
+    poller_session_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long a silent poller replica keeps its partitions before they move."
+    )
     poll_overlap_seconds: float = Field(
         10.0,
         ge=0,
@@ -79,11 +87,69 @@ class Settings(BaseSettings):
         description="CloudEvents Kafka binding: whole event in the value, or attributes in `ce_` headers.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    delivery_timeout_seconds: float = Field(
+        15.0, gt=0, description="Timeout of one webhook request, connecting included."
+    )
+    delivery_concurrency: int = Field(
+        256, ge=1, description="Webhook requests in flight at once in one deliverer process."
+    )
+    delivery_host_concurrency: int = Field(
+        8, ge=1, description="Webhook requests in flight at once to one callback host (host:port)."
+    )
+    delivery_host_backlog: int = Field(
+        256,
+        ge=1,
+        description="Events a failing or slow callback host may hold in memory; more are parked for a retry.",
+    )
+    delivery_max_pending: int = Field(
+        2048,
+        ge=1,
+        description="Events read from Kafka and not yet finished, per process; reading pauses beyond it.",
+    )
+    delivery_inline_retry_max_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="Retries due within this many seconds wait in memory; later ones wait in a retry topic.",
+    )
+    delivery_retry_after_max_seconds: float = Field(
+        300.0, ge=0, description="Upper bound on the Retry-After a throttling receiver asks for."
+    )
+    delivery_breaker_failures: int = Field(
+        5, ge=1, description="Consecutive failed requests that open a callback host's circuit breaker."
+    )
+    delivery_breaker_cooldown_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long an open circuit breaker parks a host's events before one probe request.",
+    )
+    delivery_metadata_max_age_ms: int = Field(
+        5000,
+        ge=100,
+        description="How often the deliverer refreshes topic metadata, to find new event topics.",
+    )
+    delivery_topic_partitions: int = Field(
+        6,
+        ge=1,
+        description="Partitions of the retry, dead-letter and delivery-state topics created on demand.",
+    )
+    delivery_instance_metrics: bool = Field(
+        False, description="Also count webhook attempts per instance (one metric series per instance)."
+    )
+    signature_rotation_grace_seconds: float = Field(
+        86400.0, ge=0, description="How long the replaced signing key keeps signing after a key change."
+    )
 
     @field_validator("callback_allowed_networks", "retry_schedule", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_commas(value)
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _delays(cls, value: list[float]) -> list[float]:
+        if any(not math.isfinite(delay) or delay < 0 for delay in value):
+            raise ValueError("delays must be finite and not negative")
+        return value
 
     @field_validator("secret_key")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -12,17 +13,24 @@ from gateway.api.responses import json_response
 
 @dataclass(slots=True)
 class Health:
-    """Readiness conditions, set by the components that own them."""
+    """Readiness conditions, each read from the component that owns it when a probe asks."""
 
-    conditions: dict[str, bool] = field(default_factory=dict)
+    checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     shutting_down: bool = False
 
+    def watch(self, name: str, check: Callable[[], bool]) -> None:
+        self.checks[name] = check
+
     def set(self, name: str, ok: bool) -> None:
-        self.conditions[name] = ok
+        """A condition that changes only when its owner says so."""
+        self.checks[name] = lambda: ok
+
+    def conditions(self) -> dict[str, bool]:
+        return {name: check() for name, check in self.checks.items()}
 
     @property
     def ready(self) -> bool:
-        return not self.shutting_down and all(self.conditions.values())
+        return not self.shutting_down and all(self.conditions().values())
 
 
 def add_health_routes(app: web.Application, health: Health) -> None:

@@ -41,6 +41,23 @@ async def read_to_end(consumer: AIOKafkaConsumer, partitions: Iterable[TopicPart
     return table
 
 
+async def read_table(bootstrap_servers: str, topic: str, partitions: Iterable[int]) -> dict[str, bytes]:
+    """The latest committed value per key of some partitions of a compacted topic, read once."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        client_id=f"event-gateway-read-{topic}",
+    )
+    await consumer.start()
+    try:
+        wanted = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(wanted)
+        return await read_to_end(consumer, wanted)
+    finally:
+        await consumer.stop()
+
+
 def _apply(table: dict[str, bytes], key: bytes | None, value: bytes | None) -> None:
     if key is None:
         return

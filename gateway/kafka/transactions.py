@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 
@@ -21,6 +22,7 @@ from gateway.errors import PublishError
 from gateway.metrics import KafkaMetrics
 
 Headers = Sequence[tuple[str, bytes]]
+_log = logging.getLogger(__name__)
 
 
 class _State(enum.Enum):
@@ -75,23 +77,32 @@ class PartitionWriter:
         transactional_id: str,
         metrics: KafkaMetrics,
         transaction_timeout_ms: int = 300_000,
+        may_recover: Callable[[], bool] = lambda: True,
     ) -> None:
         self.transactional_id = transactional_id
         self._metrics = metrics
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
-            client_id=transactional_id,
-            transactional_id=transactional_id,
+        self._bootstrap_servers = bootstrap_servers
+        self._transaction_timeout_ms = transaction_timeout_ms
+        self._producer = self._new_producer()
+        self._broken = False  # the producer hit a fatal error; a new one replaces it before the next use
+        # Replacing a fenced producer fences whoever fenced it: only the partition's owner may do that.
+        self._may_recover = may_recover
+        self._lock = asyncio.Lock()
+        self._state = _State.NEW
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap_servers,
+            client_id=self.transactional_id,
+            transactional_id=self.transactional_id,
             enable_idempotence=True,
             acks="all",
             compression_type="zstd",
             linger_ms=5,
             max_batch_size=512 * 1024,
             max_request_size=4 * 1024 * 1024,
-            transaction_timeout_ms=transaction_timeout_ms,
+            transaction_timeout_ms=self._transaction_timeout_ms,
         )
-        self._lock = asyncio.Lock()
-        self._state = _State.NEW
 
     async def __aenter__(self) -> PartitionWriter:
         if self._state is not _State.NEW:
@@ -116,9 +127,17 @@ class PartitionWriter:
             raise RuntimeError(f"writer {self.transactional_id} is {self._state.value}")
         async with self._lock:
             started = time.perf_counter()
+            if self._broken:
+                if not self._may_recover():
+                    raise PublishError(
+                        f"writer {self.transactional_id} was fenced and no longer owns its partition"
+                    )
+                await self._replace_producer()
             try:
                 await self._producer.begin_transaction()
-            except KafkaError as exc:
+            except (KafkaError, AssertionError) as exc:
+                # aiokafka asserts when its producer is in a fatal state: only a new producer can go on.
+                self._broken = True
                 raise PublishError(f"cannot begin transaction {self.transactional_id}: {exc}") from exc
             txn = Transaction(self._producer)
             try:
@@ -138,5 +157,23 @@ class PartitionWriter:
     async def _abort_quietly(self) -> None:
         # A fenced or broken producer cannot abort (aiokafka asserts on the state transition);
         # the broker aborts the transaction itself on fencing or timeout.
-        with contextlib.suppress(KafkaError, AssertionError):
+        try:
             await asyncio.shield(self._producer.abort_transaction())
+        except (KafkaError, AssertionError):
+            # Fenced (a newer epoch, such as the coordinator's after aborting a transaction that
+            # outlived transaction_timeout_ms, e.g. through a long broker outage) or otherwise fatal:
+            # this producer can never begin another transaction.
+            self._broken = True
+
+    async def _replace_producer(self) -> None:
+        """A new producer under the same transactional id: starting it aborts whatever the old one left
+        open, and the poll that failed is retried from the last committed checkpoint."""
+        old, self._producer = self._producer, self._new_producer()
+        with contextlib.suppress(KafkaError):
+            await old.stop()
+        try:
+            await self._producer.start()
+        except KafkaError as exc:
+            raise PublishError(f"cannot restart producer {self.transactional_id}: {exc}") from exc
+        self._broken = False
+        _log.warning("replaced the transactional producer %s after a fatal error", self.transactional_id)

@@ -1,4 +1,5 @@
-"""Owns every polling task of this process: starts, reconfigures and stops them as instances change."""
+"""Owns every polling task of this process: starts, reconfigures and stops them as instances change
+and as state partitions are assigned to this replica or taken away from it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import enum
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from types import TracebackType
 
 from gateway.events import Mode
@@ -34,15 +36,22 @@ def checkpoint_key(instance_id: str, resource: str) -> str:
     return f"{instance_id}:{resource}"
 
 
+@dataclass(slots=True)
+class _Partition:
+    """A state partition this replica owns: its writer, its checkpoints, and the instances it polls."""
+
+    writer: PartitionWriter
+    checkpoints: dict[str, Checkpoint]
+    pollers: dict[str, list[tuple[ResourcePoller, asyncio.Task[None]]]] = field(default_factory=dict)
+
+
 class PollerSupervisor:
     def __init__(
         self,
         *,
         source_factory: SourceFactory,
-        writers: Mapping[int, PartitionWriter],
         admin: TopicAdmin,
         topics: TopicNames,
-        checkpoints: Mapping[str, Checkpoint],
         state_partitions: int,
         topic_partitions: int,
         overlap_seconds: float,
@@ -51,17 +60,15 @@ class PollerSupervisor:
         event_mode: Mode = "structured",
     ) -> None:
         self._source_factory = source_factory
-        self._writers = writers
         self._admin = admin
         self._topics = topics
-        self._checkpoints = dict(checkpoints)
         self._state_partitions = state_partitions
         self._topic_partitions = topic_partitions
         self._overlap_seconds = overlap_seconds
         self._limiter = asyncio.Semaphore(poll_concurrency)
         self._metrics = metrics
         self._event_mode = event_mode
-        self._pollers: dict[str, list[tuple[ResourcePoller, asyncio.Task[None]]]] = {}
+        self._partitions: dict[int, _Partition] = {}
         self._state = _State.NEW
 
     async def __aenter__(self) -> PollerSupervisor:
@@ -74,17 +81,30 @@ class PollerSupervisor:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._state = _State.CLOSED
-        for instance_id in list(self._pollers):
-            await self._stop(instance_id)
+        for partition in list(self._partitions):
+            await self.release(partition)
 
-    def pollers(self, instance_id: str) -> list[ResourcePoller]:
-        return [poller for poller, _task in self._pollers.get(instance_id, [])]
+    def polling(self) -> dict[int, list[str]]:
+        """The instances polled, by owned state partition."""
+        return {p: sorted(owned.pollers) for p, owned in sorted(self._partitions.items())}
+
+    def acquire(self, partition: int, writer: PartitionWriter, checkpoints: Mapping[str, Checkpoint]) -> None:
+        """Take a state partition over; its instances are then applied one by one."""
+        self._partitions[partition] = _Partition(writer=writer, checkpoints=dict(checkpoints))
+
+    async def release(self, partition: int) -> None:
+        """Stop every poller of the partition; a transaction in flight is aborted by the cancellation."""
+        owned = self._partitions.pop(partition, None)
+        if owned is not None:
+            for instance_id in list(owned.pollers):
+                await self._stop(owned, instance_id)
 
     async def apply(self, instance_id: str, instance: Instance | None) -> None:
         """Bring the running pollers of one instance in line with its configuration (None: deleted)."""
-        if self._state is not _State.RUNNING:
+        owned = self._partitions.get(state_partition(instance_id, self._state_partitions))
+        if self._state is not _State.RUNNING or owned is None:
             return
-        await self._stop(instance_id)
+        await self._stop(owned, instance_id)
         if instance is None or not instance.polling_enabled:
             return
         source = self._source_factory(instance)
@@ -96,11 +116,11 @@ class PollerSupervisor:
                 instance=instance,
                 resource=resource,
                 source=source,
-                writer=self._writers[partition],
+                writer=owned.writer,
                 admin=self._admin,
                 topics=self._topics,
                 placement=PollerPlacement(checkpoint_key=key, state_partition=partition),
-                checkpoint=self._checkpoints.get(key),
+                checkpoint=owned.checkpoints.get(key),
                 overlap_seconds=self._overlap_seconds,
                 topic_partitions=self._topic_partitions,
                 metrics=self._metrics,
@@ -111,12 +131,12 @@ class PollerSupervisor:
             task = asyncio.create_task(poller.run(), name=f"poll-{key}")
             task.add_done_callback(self._report_crash)
             started.append((poller, task))
-        self._pollers[instance.id] = started
+        owned.pollers[instance.id] = started
         self._metrics.pollers_running.inc(len(started))
         logger.info("polling started", extra={"instance_id": instance.id, "resources": len(started)})
 
-    async def _stop(self, instance_id: str) -> None:
-        running = self._pollers.pop(instance_id, [])
+    async def _stop(self, owned: _Partition, instance_id: str) -> None:
+        running = owned.pollers.pop(instance_id, [])
         for _poller, task in running:
             task.cancel()
         for poller, task in running:
@@ -125,7 +145,7 @@ class PollerSupervisor:
             self._metrics.checkpoint_ages.forget(instance_id, poller.resource.name)
             # Keep the newest committed position for a reconfigured instance.
             if poller.checkpoint is not None:
-                self._checkpoints[checkpoint_key(instance_id, poller.resource.name)] = poller.checkpoint
+                owned.checkpoints[checkpoint_key(instance_id, poller.resource.name)] = poller.checkpoint
         if running:
             self._metrics.pollers_running.dec(len(running))
             logger.info("polling stopped", extra={"instance_id": instance_id})

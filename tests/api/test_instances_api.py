@@ -80,13 +80,13 @@ async def test_patch_reconfigures_the_running_pollers_and_keeps_masked_secrets(
     api: aiohttp.ClientSession, simulator: Simulator, registry: CollectorRegistry
 ) -> None:
     instance_id = await create(api, seed_instance("2016", simulator))
-    assert running(registry) == 7
+    await wait_for(lambda: running(registry) == 7)
     # A merge patch (RFC 7396): null removes a resource, so only contacts stays.
     poller: dict[str, Any] = {name: None for name in SEED_RESOURCES if name != "contacts"}
     patch = {"configuration": {"event.poller.configuration": poller, "user.password": "********"}}
     async with api.patch(f"/instances/{instance_id}", json=patch) as response:
         assert response.status == 200, await response.text()
-    assert running(registry) == 1
+    await wait_for(lambda: running(registry) == 1)
     # The masked password was not stored: the contacts poller still authenticates.
     await wait_for(lambda: polls(registry, "contacts") >= 2)
     assert polls(registry, "contacts", "failed") == 0
@@ -96,16 +96,16 @@ async def test_disabling_and_deleting_stop_the_pollers(
     api: aiohttp.ClientSession, simulator: Simulator, registry: CollectorRegistry
 ) -> None:
     instance_id = await create(api, only(seed_instance("2016", simulator), "accounts"))
-    assert running(registry) == 1
+    await wait_for(lambda: running(registry) == 1)
     patch = {"configuration": {"event.notification.enabled": "false"}}
     async with api.patch(f"/instances/{instance_id}", json=patch) as response:
         assert response.status == 200
-    assert running(registry) == 0
+    await wait_for(lambda: running(registry) == 0)
     async with api.delete(f"/instances/{instance_id}") as response:
         assert response.status == 204
     async with api.get(f"/instances/{instance_id}") as response:
         assert response.status == 404
-    assert running(registry) == 0
+    await wait_for(lambda: running(registry) == 0)
 
 
 async def test_a_restarted_gateway_resumes_its_instances(
@@ -120,7 +120,7 @@ async def test_a_restarted_gateway_resumes_its_instances(
         instance_id = await create(session, only(seed_instance("2016", simulator), "accounts"))
     restarted_registry = CollectorRegistry()
     async with start_gateway(settings, registry=restarted_registry) as second:
-        assert running(restarted_registry) == 1
+        await wait_for(lambda: running(restarted_registry) == 1)
         async with (
             aiohttp.ClientSession(
                 base_url=second.api_url, headers={"Authorization": f"Bearer {second.admin_token}"}

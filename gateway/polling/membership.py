@@ -1,0 +1,206 @@
+"""Poller replicas share the work through Kafka's consumer-group protocol, as Kafka Connect does.
+
+Every poller replica joins one group on the instances topic. A replica polls the instances of the
+partitions it is assigned; the checkpoints topic is co-partitioned, so it owns their checkpoints too.
+On assignment it starts the partition's transactional writer (whose id fences any previous owner),
+reads the partition's checkpoints and instances to their end, then starts their pollers. On
+revocation it stops them, which aborts a transaction in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+
+from gateway.instances.model import Instance
+from gateway.kafka.compacted import read_table
+from gateway.kafka.transactions import PartitionWriter
+from gateway.metrics import PollingMetrics
+from gateway.polling.checkpoint import Checkpoint
+from gateway.polling.supervisor import PollerSupervisor
+
+logger = logging.getLogger(__name__)
+
+InstanceDecoder = Callable[[str, bytes | None], Instance | None]
+WriterFactory = Callable[[int, Callable[[], bool]], PartitionWriter]
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+@dataclass(slots=True)
+class _Loading:
+    """A newly assigned partition, read from its beginning until `end` before any poller starts."""
+
+    end: int
+    latest: dict[str, bytes | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipConfig:
+    bootstrap_servers: str
+    instances_topic: str
+    checkpoints_topic: str
+    group_id: str
+    group_instance_id: str | None
+    session_timeout_ms: int
+
+
+class PollerMembership:
+    def __init__(
+        self,
+        config: MembershipConfig,
+        *,
+        supervisor: PollerSupervisor,
+        writer_factory: WriterFactory,
+        decode_instance: InstanceDecoder,
+        metrics: PollingMetrics,
+    ) -> None:
+        self._config = config
+        self._supervisor = supervisor
+        self._writer_factory = writer_factory
+        self._decode = decode_instance
+        self._metrics = metrics
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=config.bootstrap_servers,
+            client_id=config.group_instance_id or "event-gateway-poller",
+            group_id=config.group_id,
+            group_instance_id=config.group_instance_id,
+            session_timeout_ms=config.session_timeout_ms,
+            heartbeat_interval_ms=max(config.session_timeout_ms // 5, 100),
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        self._writers: dict[int, AsyncExitStack] = {}
+        self._assignment: set[int] = set()  # what the group gave us; acquired one by one into _writers
+        self._loading: dict[int, _Loading] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._state = _State.NEW
+        self.assigned = asyncio.Event()
+
+    @property
+    def partitions(self) -> list[int]:
+        return sorted(self._writers)
+
+    async def __aenter__(self) -> PollerMembership:
+        if self._state is not _State.NEW:
+            raise RuntimeError("a membership cannot be started twice")
+        await self._consumer.start()
+        self._consumer.subscribe([self._config.instances_topic], listener=_Listener(self))
+        self._task = asyncio.create_task(self._consume(), name="poller-membership")
+        self._state = _State.RUNNING
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._state = _State.CLOSED
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        # Stop polling before leaving the group, so that no successor overlaps with us; then release
+        # what a rebalance under way may have handed us meanwhile.
+        for partition in list(self._writers):
+            await self._release(partition)
+        await self._consumer.stop()
+        for partition in list(self._writers):
+            await self._release(partition)
+
+    def _closed(self) -> bool:
+        return self._state is _State.CLOSED
+
+    async def _acquire(self, partition: int) -> None:
+        if self._closed():
+            return
+        stack = AsyncExitStack()
+        writer = await stack.enter_async_context(
+            self._writer_factory(partition, lambda: partition in self._writers)
+        )
+        tp = TopicPartition(self._config.instances_topic, partition)
+        try:
+            # The writer's start fenced the previous owner and aborted what it left open: read now.
+            raw = await read_table(
+                self._config.bootstrap_servers, self._config.checkpoints_topic, [partition]
+            )
+            checkpoints = {key: Checkpoint.from_json(value) for key, value in raw.items()}
+            end = (await self._consumer.end_offsets([tp]))[tp]
+            await self._consumer.seek_to_beginning(tp)
+        except BaseException:
+            await stack.aclose()
+            raise
+        if self._closed():  # the gateway began to stop while we read
+            await stack.aclose()
+            return
+        self._writers[partition] = stack
+        self._supervisor.acquire(partition, writer, checkpoints)
+        self._loading[partition] = _Loading(end=end)
+        self._metrics.partitions_owned.inc()
+        logger.info("state partition assigned", extra={"partition": partition})
+
+    async def _release(self, partition: int) -> None:
+        self._loading.pop(partition, None)
+        await self._supervisor.release(partition)
+        stack = self._writers.pop(partition, None)
+        if stack is not None:
+            await stack.aclose()
+            self._metrics.partitions_owned.dec()
+            logger.info("state partition revoked", extra={"partition": partition})
+
+    async def _consume(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=500)
+            for tp, records in batches.items():
+                loading = self._loading.get(tp.partition)
+                for record in records:
+                    if record.key is None:
+                        continue
+                    if loading is not None:
+                        loading.latest[record.key.decode()] = record.value
+                    else:
+                        await self._apply(record.key.decode(), record.value)
+            await self._finish_loading()
+
+    async def _finish_loading(self) -> None:
+        for partition, loading in list(self._loading.items()):
+            tp = TopicPartition(self._config.instances_topic, partition)
+            if await self._consumer.position(tp) < loading.end:
+                continue
+            del self._loading[partition]
+            for instance_id, value in loading.latest.items():
+                await self._apply(instance_id, value)
+        if self._assignment and self._assignment == set(self._writers) and not self._loading:
+            self.assigned.set()
+
+    async def _apply(self, instance_id: str, value: bytes | None) -> None:
+        await self._supervisor.apply(instance_id, self._decode(instance_id, value))
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, membership: PollerMembership) -> None:
+        self._membership = membership
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._membership._metrics.rebalances.inc()
+        self._membership.assigned.clear()
+        self._membership._assignment.clear()
+        for tp in revoked:
+            await self._membership._release(tp.partition)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._membership._assignment = {tp.partition for tp in assigned}
+        for tp in sorted(assigned):
+            if tp.partition not in self._membership._writers:
+                await self._membership._acquire(tp.partition)
