@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gateway.api import Health, create_api_app, create_metrics_app
+from gateway.api.cluster import PollerGroup
 from gateway.errors import ConfigError, InstanceValidationError
 from gateway.instances import SecretBox, validate_instance
 from gateway.instances.declared import load_declared_instances
@@ -57,6 +60,15 @@ def resolve_admin_token(settings: Settings) -> str:
     path.write_text(token + "\n")
     logger.warning("GATEWAY_ADMIN_TOKEN is not set; generated an admin token, readable in %s", path)
     return token
+
+
+def poller_group_id(settings: Settings) -> str:
+    return f"{settings.state_topic_prefix}-pollers"
+
+
+def replica_id(settings: Settings) -> str:
+    """How this process shows in /cluster and to CRM APIs: its static identity, or host and pid."""
+    return settings.group_instance_id or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _secret_box(settings: Settings) -> SecretBox:
@@ -136,7 +148,15 @@ async def start_gateway(
         api_url = None
         admin_token = resolve_admin_token(settings)
         if role in ("all", "api"):
-            app = create_api_app(instance_log=log, admin_token=admin_token, health=health)
+            poller_group = PollerGroup(
+                admin=admin,
+                group_id=poller_group_id(settings),
+                instances_topic=topics.instances,
+                partitions=settings.state_partitions,
+            )
+            app = create_api_app(
+                instance_log=log, admin_token=admin_token, health=health, poller_group=poller_group
+            )
             api_url = await _serve(stack, app, settings.api_host, settings.api_port)
         stack.callback(setattr, health, "shutting_down", True)
         logger.info("gateway started", extra={"role": role, "api": api_url, "metrics": metrics_url})
@@ -197,8 +217,9 @@ async def _start_pollers(
         bootstrap_servers=bootstrap,
         instances_topic=topics.instances,
         checkpoints_topic=topics.checkpoints,
-        group_id=f"{settings.state_topic_prefix}-pollers",
+        group_id=poller_group_id(settings),
         group_instance_id=settings.group_instance_id,
+        replica_id=replica_id(settings),
         session_timeout_ms=int(settings.poller_session_timeout_seconds * 1000),
     )
     return await stack.enter_async_context(

@@ -5,17 +5,21 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api.auth import bearer_auth
+from gateway.api.cluster import PollerGroup, add_cluster_routes
 from gateway.api.health import Health, add_health_routes
 from gateway.api.instances import INSTANCE_LOG, add_routes
 from gateway.api.responses import problems_middleware
 from gateway.kafka.instance_log import InstanceLog
 
 
-def create_api_app(*, instance_log: InstanceLog, admin_token: str, health: Health) -> web.Application:
+def create_api_app(
+    *, instance_log: InstanceLog, admin_token: str, health: Health, poller_group: PollerGroup
+) -> web.Application:
     app = web.Application(
         middlewares=[bearer_auth(admin_token), problems_middleware], client_max_size=1024 * 1024
     )
     app[INSTANCE_LOG] = instance_log
     add_routes(app)
+    add_cluster_routes(app, poller_group)
     add_health_routes(app, health)
     return app

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from gateway.errors import PublishError
@@ -32,6 +33,19 @@ class TopicNames:
         return f"{self.state_prefix}.checkpoints"
 
 
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    client_id: str
+    host: str
+    partitions: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDescription:
+    state: str
+    members: tuple[GroupMember, ...]
+
+
 class TopicAdmin:
     """Creates topics once each; remembers which exist so the hot path costs a set lookup."""
 
@@ -50,6 +64,26 @@ class TopicAdmin:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._client.close()
+
+    async def describe_group(self, group_id: str) -> GroupDescription:
+        """The members of a consumer group and the partitions each is assigned."""
+        try:
+            (response,) = await self._client.describe_consumer_groups([group_id])
+        except KafkaError as exc:
+            raise PublishError(f"cannot describe group {group_id!r}: {exc}") from exc
+        (_error, _group, state, _protocol_type, _protocol, members) = response.groups[0][:6]
+        described = []
+        for _member_id, client_id, host, _metadata, raw_assignment in members:
+            assignment = ConsumerProtocolMemberAssignment.decode(raw_assignment) if raw_assignment else None
+            partitions = tuple(
+                (topic, partition)
+                for topic, numbers in (assignment.assignment if assignment else [])
+                for partition in numbers
+            )
+            described.append(
+                GroupMember(client_id=client_id, host=host, partitions=tuple(sorted(partitions)))
+            )
+        return GroupDescription(state=state, members=tuple(sorted(described, key=lambda m: m.client_id)))
 
     async def ensure(self, name: str, *, partitions: int, compacted: bool = False) -> None:
         if name in self._known:

@@ -54,6 +54,7 @@ class MembershipConfig:
     checkpoints_topic: str
     group_id: str
     group_instance_id: str | None
+    replica_id: str
     session_timeout_ms: int
 
 
@@ -74,7 +75,7 @@ class PollerMembership:
         self._metrics = metrics
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=config.bootstrap_servers,
-            client_id=config.group_instance_id or "event-gateway-poller",
+            client_id=config.replica_id,
             group_id=config.group_id,
             group_instance_id=config.group_instance_id,
             session_timeout_ms=config.session_timeout_ms,
