@@ -8,6 +8,7 @@ from gateway.api.auth import bearer_auth
 from gateway.api.cluster import PollerGroup, add_cluster_routes
 from gateway.api.health import Health, add_health_routes
 from gateway.api.instances import INSTANCE_LOG, add_routes
+from gateway.api.openapi import add_openapi_route, openapi_document
 from gateway.api.responses import problems_middleware
 from gateway.kafka.instance_log import InstanceLog
 
@@ -22,4 +23,5 @@ def create_api_app(
     add_routes(app)
     add_cluster_routes(app, poller_group)
     add_health_routes(app, health)
+    add_openapi_route(app, openapi_document())
     return app

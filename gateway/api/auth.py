@@ -10,7 +10,7 @@ from aiohttp.typedefs import Handler, Middleware
 from gateway.api.responses import problem_response
 
 # Probes must answer without credentials: kubelets and load balancers carry none.
-_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
 
 
 def bearer_auth(token: str) -> Middleware:

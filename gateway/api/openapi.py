@@ -1,0 +1,121 @@
+"""The admin API described as OpenAPI 3.1, served at /openapi.json; a test keeps it equal to the router."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway import __version__
+from gateway.api.responses import json_response
+
+_PROBLEMS = {
+    "description": "Every problem at once, each with the JSON path it is about",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problems"}}},
+}
+_UNAUTHORIZED = {"description": "Missing or wrong bearer token", **_PROBLEMS}
+_NOT_FOUND = {"description": "No such instance", **_PROBLEMS}
+_INSTANCE = {
+    "description": "The stored instance, secrets masked as ********",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Instance"}}},
+}
+_INSTANCE_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_JSON = {"content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"summary": summary, "responses": {**responses, "401": _UNAUTHORIZED}, **extra}
+
+
+def _probe(summary: str) -> dict[str, Any]:
+    return {"summary": summary, "security": [], "responses": {"200": {"description": "Yes"}}}
+
+
+def openapi_document() -> dict[str, Any]:
+    instance_body = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InstanceBody"}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "event-gateway admin API", "version": __version__},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/instances": {
+                "get": _operation("List instances", {"200": {"description": "Every instance", **_JSON}}),
+                "post": _operation(
+                    "Create an instance from a Cloud Elements instance body",
+                    {"201": _INSTANCE, "400": _PROBLEMS},
+                    requestBody=instance_body,
+                ),
+            },
+            "/instances/{id}": {
+                "parameters": [_INSTANCE_ID],
+                "get": _operation("Read an instance", {"200": _INSTANCE, "404": _NOT_FOUND}),
+                "patch": _operation(
+                    "Change an instance with an RFC 7396 merge patch; its pollers are reconfigured",
+                    {"200": _INSTANCE, "400": _PROBLEMS, "404": _NOT_FOUND},
+                    requestBody={"required": True, **_JSON},
+                ),
+                "delete": _operation(
+                    "Stop an instance's pollers and forget it",
+                    {"204": {"description": "Deleted"}, "404": _NOT_FOUND},
+                ),
+            },
+            "/cluster": {
+                "get": _operation(
+                    "The poller replicas, the state partitions each owns and the instances each polls",
+                    {"200": {"description": "The poller group", **_JSON}},
+                )
+            },
+            "/openapi.json": {
+                "get": {**_probe("This document"), "responses": {"200": {"description": "OpenAPI"}}}
+            },
+            "/healthz": {"get": _probe("The process is alive")},
+            "/readyz": {
+                "get": {
+                    **_probe("Kafka is reachable, assignments are held and the process is not stopping"),
+                    "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "InstanceBody": {
+                    "type": "object",
+                    "description": "The Cloud Elements instance body; see schemas/instance.schema.json",
+                    "required": ["element", "configuration", "name"],
+                },
+                "Instance": {
+                    "type": "object",
+                    "required": ["id", "element", "configuration", "name"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "warnings": {"$ref": "#/components/schemas/Problems"},
+                    },
+                },
+                "Problems": {
+                    "type": "object",
+                    "required": ["errors"],
+                    "properties": {
+                        "errors": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["path", "message"],
+                                "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+                            },
+                        }
+                    },
+                },
+            },
+        },
+    }
+
+
+def add_openapi_route(app: web.Application, document: dict[str, Any]) -> None:
+    async def serve(_request: web.Request) -> web.Response:
+        return json_response(document)
+
+    app.router.add_get("/openapi.json", serve)
