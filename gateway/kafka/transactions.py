@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalOperation, KafkaError
 
 from gateway.errors import PublishError
 from gateway.metrics import KafkaMetrics
@@ -148,7 +148,8 @@ class PartitionWriter:
                 txn._discard()
                 await self._abort_quietly()
                 self._metrics.transactions.labels("aborted").inc()
-                if isinstance(exc, KafkaError):
+                # IllegalOperation (not a KafkaError): a send after the producer turned fatal mid-transaction.
+                if isinstance(exc, KafkaError | IllegalOperation):
                     raise PublishError(f"transaction {self.transactional_id} failed: {exc}") from exc
                 raise
             self._metrics.transactions.labels("committed").inc()
