@@ -201,7 +201,18 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._membership._release(tp.partition)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self._membership._assignment = {tp.partition for tp in assigned}
-        for tp in sorted(assigned):
-            if tp.partition not in self._membership._writers:
-                await self._membership._acquire(tp.partition)
+        membership = self._membership
+        membership._assignment = {tp.partition for tp in assigned}
+        # aiokafka sends no heartbeat until this returns, and one acquisition takes up to a second
+        # (the group consumer's offset requests wait behind its fetch): one after the other, a dozen
+        # partitions outlast the session, the broker drops this member and the rebalance starts over.
+        new = sorted(tp.partition for tp in assigned if tp.partition not in membership._writers)
+        outcomes = await asyncio.gather(*(membership._acquire(p) for p in new), return_exceptions=True)
+        for partition, outcome in zip(new, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                logger.error(
+                    "cannot take state partition %d over",
+                    partition,
+                    exc_info=outcome,
+                    extra={"error": type(outcome).__name__},
+                )

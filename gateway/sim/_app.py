@@ -42,6 +42,7 @@ class RequestRecord:
     query: Mapping[str, str]
     principal: str | None  # the user name or client id of its bearer token
     status: int
+    user_agent: str | None = None  # which client sent it, e.g. `event-gateway/0.1.0 (<replica>)`
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +52,7 @@ class RequestRecord:
             "query": dict(self.query),
             "principal": self.principal,
             "status": self.status,
+            "user_agent": self.user_agent,
         }
 
 
@@ -85,7 +87,13 @@ def _middleware(sim: Simulator) -> Middleware:
         finally:
             sim.requests.append(
                 RequestRecord(
-                    sim.clock(), request.method, request.path, dict(request.query), principal, status
+                    sim.clock(),
+                    request.method,
+                    request.path,
+                    dict(request.query),
+                    principal,
+                    status,
+                    request.headers.get(hdrs.USER_AGENT),
                 )
             )
 

@@ -52,12 +52,19 @@ class Api:
         return cls(http, sim.api_url, reply.json()["access_token"])
 
     async def get(
-        self, url: str, *, prefer: str | None = None, params: dict[str, str] | None = None
+        self,
+        url: str,
+        *,
+        prefer: str | None = None,
+        params: dict[str, str] | None = None,
+        user_agent: str | None = None,
     ) -> Reply:
         """GET `url`, absolute or relative to the API root, exactly as given."""
         headers = {"Authorization": f"Bearer {self.token}"}
         if prefer is not None:
             headers["Prefer"] = prefer
+        if user_agent is not None:
+            headers["User-Agent"] = user_agent
         absolute = url if url.startswith("http") else f"{self.api_url}/{url}"
         async with self.http.get(absolute, headers=headers, params=params) as response:
             return Reply(response.status, response.headers, await response.read())

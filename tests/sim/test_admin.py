@@ -129,7 +129,7 @@ async def test_request_log_records_and_clears(
 ) -> None:
     sim = await make_simulator(request_log_size=3)
     api = await Api.login(http, sim)
-    await api.get("accounts", params={"$select": "name", "$filter": "name eq 'x'"})
+    await api.get("accounts", params={"$select": "name", "$filter": "name eq 'x'"}, user_agent="probe/1")
     await api.get("contacts")
     await api.get("nothing")
 
@@ -147,6 +147,7 @@ async def test_request_log_records_and_clears(
         "query": {"$select": "name", "$filter": "name eq 'x'"},
         "principal": CLIENT,
         "status": 200,
+        "user_agent": "probe/1",
     }
     assert log[2]["status"] == 404
     await call(http, "DELETE", f"{sim.base_url}/_sim/requests", status=204)

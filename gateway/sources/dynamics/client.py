@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -11,6 +12,7 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
+from gateway import __version__
 from gateway.errors import SourceAuthError, SourceRequestError, SourceResponseError
 from gateway.instances.model import SourceConnection
 from gateway.metrics import SourceMetrics
@@ -27,11 +29,21 @@ _MAX_CONCURRENCY = 52  # Dataverse's concurrent-request limit per user
 # Dataverse's ExpiredVersionStamp: a delta token older than the organisation's change-tracking retention.
 _EXPIRED_VERSION_STAMP = "0x80044352"
 _ODATA_HEADERS = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
+_NOT_COMMENT_TEXT = re.compile(r"[^\x20-\x7e]|[()\\]")  # what may not appear in a User-Agent comment
+
+
+def user_agent(replica_id: str | None = None) -> str:
+    """`event-gateway/<version> (<replica id>)`: the CRM's request logs show which replica polled."""
+    product = f"event-gateway/{__version__}"
+    if not replica_id:
+        return product
+    return f"{product} ({_NOT_COMMENT_TEXT.sub('_', replica_id)})"
 
 
 class DynamicsSource:
     """Reads one Dynamics connection. Share one per connection: it holds the token cache and bounds
-    the connection's concurrent requests. The aiohttp session belongs to the caller."""
+    the connection's concurrent requests. The aiohttp session belongs to the caller. `replica_id` names
+    the gateway replica in the User-Agent of every request, so the CRM's logs show who polled."""
 
     def __init__(
         self,
@@ -43,6 +55,7 @@ class DynamicsSource:
         request_timeout: float = 30.0,
         retry_policy: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        replica_id: str | None = None,
     ) -> None:
         if not 1 <= max_concurrency <= _MAX_CONCURRENCY:
             raise ValueError(f"max_concurrency must be 1..{_MAX_CONCURRENCY}, not {max_concurrency}")
@@ -54,6 +67,7 @@ class DynamicsSource:
             policy=retry_policy or RetryPolicy(),
             timeout=request_timeout,
             max_concurrency=max_concurrency,
+            user_agent=user_agent(replica_id),
         )
         self._auth = OAuthTokens(connection, transport=self._transport, metrics=metrics, clock=clock)
 

@@ -108,8 +108,10 @@ class Transport:
         policy: RetryPolicy,
         timeout: float,
         max_concurrency: int,
+        user_agent: str,
     ) -> None:
         self._session = session
+        self._user_agent = user_agent
         self._metrics = metrics
         self._policy = policy
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -127,7 +129,12 @@ class Transport:
             async with (
                 self._slots,
                 self._session.request(
-                    method, url, headers=headers, data=data, timeout=self._timeout, allow_redirects=False
+                    method,
+                    url,
+                    headers={"User-Agent": self._user_agent, **headers},
+                    data=data,
+                    timeout=self._timeout,
+                    allow_redirects=False,
                 ) as response,
             ):
                 status_class = f"{response.status // 100}xx"

@@ -8,10 +8,12 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry
 
+from gateway import __version__
 from gateway.errors import SourceAuthError
 from gateway.instances.model import SourceConnection
 from gateway.sim import ManualClock, Simulator
 from gateway.sources.dynamics.auth import PUBLIC_CLIENT_ID, token_form
+from gateway.sources.dynamics.client import user_agent
 
 from ._support import CLIENT_ID, CLIENT_SECRET, SECRETS, USER, MakeSource, SentRequest, collect, fetch, sample
 
@@ -212,3 +214,32 @@ def test_client_credentials_grant_uses_the_configured_scope() -> None:
         "client_secret": "s",
         "scope": "api://custom/.default",
     }
+
+
+async def test_every_request_names_the_gateway_and_its_replica_in_the_user_agent(
+    sim: Simulator, make_source: MakeSource, sent: list[SentRequest]
+) -> None:
+    sim.state.bulk_load("accounts", 3)
+
+    await collect(make_source(replica_id="pollers-1"), _ACCOUNTS)
+
+    expected = f"event-gateway/{__version__} (pollers-1)"
+    assert sent
+    assert [r.headers["User-Agent"] for r in sent] == [expected] * len(sent)
+    # The simulator logs it too: the discovery call, the token request and every page.
+    assert {r.path for r in sim.requests} >= {_TOKEN_PATH, "/api/data/v9.2/accounts"}
+    assert {r.user_agent for r in sim.requests} == {expected}
+
+
+@pytest.mark.parametrize(
+    ("replica", "expected"),
+    [
+        (None, f"event-gateway/{__version__}"),
+        ("", f"event-gateway/{__version__}"),
+        ("gateway-poller-0", f"event-gateway/{__version__} (gateway-poller-0)"),
+        ("host (1)\r\nX: y", f"event-gateway/{__version__} (host _1___X: y)"),
+        ("réplica\\2", f"event-gateway/{__version__} (r_plica_2)"),
+    ],
+)
+def test_the_user_agent_keeps_the_replica_id_inside_one_comment(replica: str | None, expected: str) -> None:
+    assert user_agent(replica) == expected
