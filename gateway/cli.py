@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gateway.errors import ConfigError, InstanceValidationError
 from gateway.logs import configure_logging
-from gateway.runtime import Role, run_until_stopped
+from gateway.runtime import ROLES, Role, run_until_stopped
 from gateway.settings import Settings
 
 
@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the gateway (settings come from GATEWAY_* variables)")
-    run.add_argument("--role", choices=["all", "poller", "api"], default="all")
+    run.add_argument("--role", choices=ROLES, default="all")
     run.add_argument("--instances", type=Path, help="a JSON/YAML file or directory of declared instances")
 
     simulate = commands.add_parser("simulate", help="run a simulator of a CRM API")

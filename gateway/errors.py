@@ -11,9 +11,15 @@ GatewayError
  │    ├── SourceRequestError      4xx other than 401/429 (not retriable)
  │    └── SourceResponseError     malformed JSON, a body of the wrong shape (not retriable)
  ├── PublishError                 Kafka produce or transaction failures
- └── DeliveryError                webhook delivery failures
+ └── DeliveryError                webhook delivery failures (retriable unless noted)
       ├── CallbackRefused         the callback's address is one we must not reach (not retriable)
-      └── InvalidSigningKey       a `whsec_` signing key that is not base64 (not retriable)
+      ├── InvalidSigningKey       a `whsec_` signing key that is not base64 (not retriable)
+      ├── CallbackFailed          the receiver answered other than 2xx (3xx included); carries the status
+      │    ├── CallbackGone       410: the receiver asks us to stop (not retriable; disables the instance)
+      │    └── CallbackThrottled  429, 502, 503, 504; carries the Retry-After delay, if any
+      ├── CallbackUnreachable     no answer: connection refused or reset, DNS, TLS
+      │    └── CallbackTimeout    no answer in time; also a TimeoutError
+      └── CallbackSkipped         not attempted: the host's circuit is open, or it is too slow for its backlog
 """
 
 from __future__ import annotations
@@ -108,3 +114,45 @@ class CallbackRefused(DeliveryError):
 
 class InvalidSigningKey(DeliveryError):
     retriable = False
+
+
+class CallbackFailed(DeliveryError):
+    """The receiver answered with a status other than 2xx. Carries the host, never the URL."""
+
+    def __init__(self, message: str, *, host: str, status: int) -> None:
+        self.host = host
+        self.status = status
+        super().__init__(message)
+
+
+class CallbackGone(CallbackFailed):
+    retriable = False
+
+
+class CallbackThrottled(CallbackFailed):
+    """`retry_after` is the receiver's Retry-After in seconds (already clamped), or None without one."""
+
+    def __init__(self, message: str, *, host: str, status: int, retry_after: float | None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, host=host, status=status)
+
+
+class CallbackUnreachable(DeliveryError):
+    def __init__(self, message: str, *, host: str) -> None:
+        self.host = host
+        super().__init__(message)
+
+
+class CallbackTimeout(CallbackUnreachable, TimeoutError):
+    pass
+
+
+class CallbackSkipped(DeliveryError):
+    """No request was made: the host's circuit breaker is open, or the host is failing or slow and
+    already holds its whole backlog. The event is parked as if the attempt had failed."""
+
+    def __init__(self, message: str, *, host: str, reason: str, retry_after: float) -> None:
+        self.host = host
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(message)

@@ -218,7 +218,7 @@ class DeliveryMetrics:
         if per_instance:
             self.instance_attempts = Counter(
                 "gateway_delivery_instance_attempts_total",
-                "Webhook attempts per instance, by outcome (GATEWAY_DELIVERY_INSTANCE_METRICS).",
+                "Webhook attempts per instance, by outcome (GATEWAY_METRICS_PER_INSTANCE).",
                 ["instance", "outcome"],
                 registry=registry,
             )

@@ -20,6 +20,8 @@ from prometheus_client import CollectorRegistry
 
 from gateway.api import Health, create_api_app, create_metrics_app
 from gateway.api.cluster import PollerGroup
+from gateway.delivery.dead_letters import DeadLetters
+from gateway.delivery.runner import open_dead_letters, start_deliverer
 from gateway.errors import ConfigError, InstanceValidationError
 from gateway.instances import SecretBox, validate_instance
 from gateway.instances.declared import load_declared_instances
@@ -36,7 +38,8 @@ from gateway.sources.dynamics import DynamicsSource
 
 logger = logging.getLogger(__name__)
 
-Role = Literal["all", "poller", "api"]
+Role = Literal["all", "poller", "deliverer", "api"]
+ROLES: tuple[Role, ...] = ("all", "poller", "deliverer", "api")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +126,16 @@ async def start_gateway(
             health.watch("partitions assigned", membership.assigned.is_set)
 
         instances: dict[str, Instance] = {}
+        revisions: dict[str, str] = {}
 
         async def on_instance(instance_id: str, body: Body | None) -> None:
             instance = _instance_or_none(instance_id, body)
-            if instance is None:
+            if instance is None or body is None:
                 instances.pop(instance_id, None)
+                revisions.pop(instance_id, None)
             else:
                 instances[instance_id] = instance
+                revisions[instance_id] = str(body.get("updatedDate"))
 
         log = await stack.enter_async_context(
             InstanceLog(
@@ -145,9 +151,28 @@ async def start_gateway(
                 if log.get(instance_id) != body:
                     await log.put(instance_id, body)
 
+        dead_letters: DeadLetters | None = None
+        if role in ("all", "deliverer"):
+            deliverer = await stack.enter_async_context(
+                start_deliverer(
+                    settings,
+                    topics=topics,
+                    admin=admin,
+                    instances=instances.get,
+                    revisions=revisions.get,
+                    registry=registry,
+                    health=health,
+                )
+            )
+            dead_letters = deliverer.dead_letters
+        elif role == "api":
+            dead_letters = await stack.enter_async_context(
+                open_dead_letters(settings, topics=topics, admin=admin, registry=registry)
+            )
+
         api_url = None
         admin_token = resolve_admin_token(settings)
-        if role in ("all", "api"):
+        if role in ("all", "api") and dead_letters is not None:
             poller_group = PollerGroup(
                 admin=admin,
                 group_id=poller_group_id(settings),
@@ -155,7 +180,11 @@ async def start_gateway(
                 partitions=settings.state_partitions,
             )
             app = create_api_app(
-                instance_log=log, admin_token=admin_token, health=health, poller_group=poller_group
+                instance_log=log,
+                admin_token=admin_token,
+                health=health,
+                poller_group=poller_group,
+                dead_letters=dead_letters,
             )
             api_url = await _serve(stack, app, settings.api_host, settings.api_port)
         stack.callback(setattr, health, "shutting_down", True)
@@ -175,9 +204,10 @@ async def _start_pollers(
 ) -> PollerMembership:
     bootstrap = settings.kafka_bootstrap_servers
     kafka_metrics = KafkaMetrics(registry)
-    polling_metrics = PollingMetrics(registry)
+    polling_metrics = PollingMetrics(registry, per_instance=settings.metrics_per_instance)
     session = await stack.enter_async_context(aiohttp.ClientSession())
     source_metrics = SourceMetrics(registry)
+    replica = replica_id(settings)
 
     def source_for(instance: Instance) -> Source:
         return DynamicsSource(
@@ -186,6 +216,7 @@ async def _start_pollers(
             metrics=source_metrics,
             max_concurrency=settings.source_concurrency,
             request_timeout=settings.http_timeout_seconds,
+            replica_id=replica,
         )
 
     def writer_for(partition: int, still_owned: Callable[[], bool]) -> PartitionWriter:
@@ -219,7 +250,7 @@ async def _start_pollers(
         checkpoints_topic=topics.checkpoints,
         group_id=poller_group_id(settings),
         group_instance_id=settings.group_instance_id,
-        replica_id=replica_id(settings),
+        replica_id=replica,
         session_timeout_ms=int(settings.poller_session_timeout_seconds * 1000),
     )
     return await stack.enter_async_context(

@@ -132,8 +132,9 @@ class Settings(BaseSettings):
         ge=1,
         description="Partitions of the retry, dead-letter and delivery-state topics created on demand.",
     )
-    delivery_instance_metrics: bool = Field(
-        False, description="Also count webhook attempts per instance (one metric series per instance)."
+    metrics_per_instance: bool = Field(
+        False,
+        description="Label checkpoint ages and webhook attempts per instance: one series per instance.",
     )
     signature_rotation_grace_seconds: float = Field(
         86400.0, ge=0, description="How long the replaced signing key keeps signing after a key change."

@@ -6,15 +6,22 @@ from aiohttp import web
 
 from gateway.api.auth import bearer_auth
 from gateway.api.cluster import PollerGroup, add_cluster_routes
+from gateway.api.deliveries import add_delivery_routes
 from gateway.api.health import Health, add_health_routes
 from gateway.api.instances import INSTANCE_LOG, add_routes
 from gateway.api.openapi import add_openapi_route, openapi_document
 from gateway.api.responses import problems_middleware
+from gateway.delivery.dead_letters import DeadLetters
 from gateway.kafka.instance_log import InstanceLog
 
 
 def create_api_app(
-    *, instance_log: InstanceLog, admin_token: str, health: Health, poller_group: PollerGroup
+    *,
+    instance_log: InstanceLog,
+    admin_token: str,
+    health: Health,
+    poller_group: PollerGroup,
+    dead_letters: DeadLetters,
 ) -> web.Application:
     app = web.Application(
         middlewares=[bearer_auth(admin_token), problems_middleware], client_max_size=1024 * 1024
@@ -22,6 +29,7 @@ def create_api_app(
     app[INSTANCE_LOG] = instance_log
     add_routes(app)
     add_cluster_routes(app, poller_group)
+    add_delivery_routes(app, dead_letters)
     add_health_routes(app, health)
     add_openapi_route(app, openapi_document())
     return app

@@ -21,6 +21,11 @@ _INSTANCE = {
 }
 _INSTANCE_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _JSON = {"content": {"application/json": {"schema": {"type": "object"}}}}
+_TIME = {"type": "string", "format": "date-time"}
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "description": description, "schema": schema}
 
 
 def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -60,6 +65,40 @@ def openapi_document() -> dict[str, Any]:
                 "delete": _operation(
                     "Stop an instance's pollers and forget it",
                     {"204": {"description": "Deleted"}, "404": _NOT_FOUND},
+                ),
+            },
+            "/instances/{id}/deliveries": {
+                "parameters": [_INSTANCE_ID],
+                "get": _operation(
+                    "Dead-lettered deliveries of an instance, newest first, with their history",
+                    {"200": {"description": "The dead letters", **_JSON}, "400": _PROBLEMS},
+                    parameters=[
+                        _query("status", "Only `failed` (dead-lettered) can be listed", {"enum": ["failed"]}),
+                        _query(
+                            "limit", "At most this many", {"type": "integer", "minimum": 1, "maximum": 1000}
+                        ),
+                        _query("since", "Only those dead-lettered at or after this RFC 3339 time", _TIME),
+                    ],
+                ),
+            },
+            "/instances/{id}/deliveries/replay": {
+                "parameters": [_INSTANCE_ID],
+                "post": _operation(
+                    "Deliver dead letters again, all or some by `ids` and `since`",
+                    {"200": {"description": "What was replayed", **_JSON}, "400": _PROBLEMS},
+                    requestBody={
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "ids": {"type": "array", "items": {"type": "string"}},
+                                        "since": _TIME,
+                                    },
+                                }
+                            }
+                        }
+                    },
                 ),
             },
             "/cluster": {

@@ -1,4 +1,6 @@
-"""Delivery: webhook bodies, signatures, and the callback address guard."""
+"""Delivery: webhook bodies, signatures, and the callback address guard, exported here; the
+deliverer itself is `gateway.delivery.runner.start_deliverer` (imported from there, so that the
+building blocks stay importable without the Kafka and API machinery)."""
 
 from __future__ import annotations
 

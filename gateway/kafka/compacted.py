@@ -47,6 +47,8 @@ async def read_table(bootstrap_servers: str, topic: str, partitions: Iterable[in
         bootstrap_servers=bootstrap_servers,
         enable_auto_commit=False,
         isolation_level="read_committed",
+        # Without it, the default reset to the end races the seek to the beginning.
+        auto_offset_reset="earliest",
         client_id=f"event-gateway-read-{topic}",
     )
     await consumer.start()

@@ -13,7 +13,9 @@ _METHODS = {"GET", "POST", "PATCH", "PUT", "DELETE"}
 def _routed() -> set[tuple[str, str]]:
     # Routing does not touch the dependencies, so none is needed to list the routes.
     unused = cast(Any, None)
-    app = create_api_app(instance_log=unused, admin_token="t", health=Health(), poller_group=unused)
+    app = create_api_app(
+        instance_log=unused, admin_token="t", health=Health(), poller_group=unused, dead_letters=unused
+    )
     return {
         (route.method, route.resource.canonical)
         for route in app.router.routes()

@@ -24,11 +24,14 @@ def balanced(*replicas: Endpoints) -> bool:
 
 
 async def cluster(endpoints: Endpoints) -> dict[str, Any]:
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as session:
-        async with session.get(f"{endpoints.api_url}/cluster") as response:
-            assert response.status == 200
-            payload: dict[str, Any] = await response.json()
-            return payload
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.get(f"{endpoints.api_url}/cluster") as response,
+    ):
+        assert response.status == 200
+        payload: dict[str, Any] = await response.json()
+        return payload
 
 
 async def test_two_replicas_split_the_instances_and_one_takes_all_when_the_other_stops(

@@ -1,0 +1,103 @@
+"""Dead letters in the admin API: list them, and replay them (auth is the app's middleware).
+
+- `GET /instances/{id}/deliveries?status=failed&limit=N&since=T` lists an instance's dead letters,
+  newest first, each with its reason, attempts and history, and the event without its `data`.
+- `POST /instances/{id}/deliveries/replay` with `{"ids": [...], "since": T}` (both optional) sends
+  them again: each goes back through delivery with a fresh attempt count and leaves the dead letters.
+
+`T` is an RFC 3339 time: only dead letters written at or after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.api.responses import RequestProblem, json_response
+from gateway.delivery.dead_letters import DeadLetters
+from gateway.errors import Problem
+
+DEAD_LETTERS = web.AppKey("dead_letters", DeadLetters)
+_DEFAULT_LIMIT = 100
+_MAX_LIMIT = 1000
+
+
+def _bad(path: str, message: str) -> RequestProblem:
+    return RequestProblem(400, [Problem(path, message)])
+
+
+def _since_ms(value: Any, path: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is not None:
+                return int(moment.timestamp() * 1000)
+    raise _bad(path, "must be an RFC 3339 time with a zone, such as 2026-01-31T12:00:00Z")
+
+
+def _limit(query: Mapping[str, str]) -> int:
+    raw = query.get("limit", str(_DEFAULT_LIMIT))
+    if not raw.isdigit() or not 1 <= int(raw) <= _MAX_LIMIT:
+        raise _bad("$.limit", f"must be an integer from 1 to {_MAX_LIMIT}")
+    return int(raw)
+
+
+async def _list(request: web.Request, instance_id: str) -> web.Response:
+    query = request.query
+    letters = await request.app[DEAD_LETTERS].find(
+        instance_id, limit=_limit(query), since_ms=_since_ms(query.get("since"), "$.since")
+    )
+    shown = [letter.to_json(with_data=False) for letter in letters]
+    return json_response({"instanceId": instance_id, "count": len(shown), "deadLetters": shown})
+
+
+async def _replay(request: web.Request, instance_id: str, body: Mapping[str, Any]) -> web.Response:
+    ids = body.get("ids")
+    if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
+        raise _bad("$.ids", "must be an array of event ids")
+    since = _since_ms(body.get("since"), "$.since")
+    wanted = None if ids is None else set(ids)
+    replayed = await request.app[DEAD_LETTERS].replay(instance_id, since_ms=since, event_ids=wanted)
+    done = [letter.event_id for letter in replayed]
+    payload: dict[str, Any] = {"instanceId": instance_id, "replayed": len(done), "ids": done}
+    if wanted is not None:
+        payload["notFound"] = sorted(wanted - set(done))
+    return json_response(payload)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError as exc:
+        raise _bad("$", f"body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise _bad("$", "must be a JSON object")
+    return body
+
+
+async def list_instance_deliveries(request: web.Request) -> web.Response:
+    status = request.query.get("status", "failed")
+    if status != "failed":
+        raise _bad("$.status", "only status=failed (dead-lettered deliveries) can be listed")
+    return await _list(request, request.match_info["id"])
+
+
+async def replay_instance_deliveries(request: web.Request) -> web.Response:
+    return await _replay(request, request.match_info["id"], await _body(request))
+
+
+def add_delivery_routes(app: web.Application, dead_letters: DeadLetters) -> None:
+    """Register the routes; errors render through the app's `problems_middleware`."""
+    app[DEAD_LETTERS] = dead_letters
+    app.router.add_get("/instances/{id}/deliveries", list_instance_deliveries)
+    app.router.add_post("/instances/{id}/deliveries/replay", replay_instance_deliveries)

@@ -1,0 +1,242 @@
+"""Reads the event topics and the retry tiers as one member of the deliverer group, one task per record.
+
+Records of a partition are handled concurrently, not one after the other, so that a hanging
+endpoint holds back only its own events; `offsets.py` keeps the commits in order. Flow control:
+- at most `max_pending` records are being handled at once; reading waits beyond that, and asks
+  the endpoints to shed the waiting events of slow hosts (`Endpoints.relieve`);
+- a partition whose window of uncommitted records reaches `window_cap` is paused until its
+  commits catch up;
+- a retry tier partition whose head record is not due yet is rewound to it and paused until then.
+
+On a rebalance, the revoked partitions' deliveries get `revoke_grace` seconds to finish; what
+finished is committed, the rest is cancelled and will be read again by the partition's next owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+
+from gateway.delivery.committer import Committer
+from gateway.delivery.handler import Record, RecordHandler
+from gateway.delivery.layout import DeliveryTopics, tier_name
+from gateway.delivery.offsets import PartitionWindow, Windows
+from gateway.delivery.retry import NOT_BEFORE_HEADER, RetryPolicy
+from gateway.errors import PublishError
+from gateway.metrics import DeliveryMetrics
+
+logger = logging.getLogger(__name__)
+
+_MAX_FETCH_WAIT_MS = 500
+_FULL_WAIT_SECONDS = 0.1
+_GAUGES_EVERY_SECONDS = 1.0
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, reader: DeliveryReader) -> None:
+        self._reader = reader
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._reader.revoke(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._reader.assign(set(assigned))
+
+
+class DeliveryReader:
+    def __init__(
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        handler: RecordHandler,
+        committer: Committer,
+        windows: Windows,
+        topics: DeliveryTopics,
+        policy: RetryPolicy,
+        metrics: DeliveryMetrics,
+        max_pending: int,
+        revoke_grace: float,
+        relieve: Callable[[], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._consumer = consumer
+        self._handler = handler
+        self._committer = committer
+        self._windows = windows
+        self._topics = topics
+        self._policy = policy
+        self._metrics = metrics
+        self._max_pending = max_pending
+        self._window_cap = max(16 * max_pending, 1024)
+        self._revoke_grace = revoke_grace
+        self._relieve = relieve
+        self._clock = clock
+        self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
+        self._progress = asyncio.Event()
+        self._crash: BaseException | None = None
+        self._revoking: set[TopicPartition] = set()
+        self._held: dict[TopicPartition, int] = {}  # retry partitions paused until their head is due (ms)
+        self._full: set[TopicPartition] = set()  # partitions paused until their commits catch up
+        self._gauges_at = 0.0
+        self.listener = _Rebalance(self)
+
+    @property
+    def pending(self) -> int:
+        return len(self._tasks)
+
+    async def run(self) -> None:
+        """Read and dispatch until cancelled; raises what crashed a record's task."""
+        while True:
+            if self._crash is not None:
+                raise self._crash
+            self._progress.clear()
+            if len(self._tasks) >= self._max_pending:
+                self._relieve()  # a slow host's waiting events must not keep everyone else's out
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_FULL_WAIT_SECONDS):
+                        await self._progress.wait()
+                continue
+            self._resume_ready()
+            batches = await self._consumer.getmany(
+                timeout_ms=self._fetch_wait_ms(), max_records=min(self._max_pending - len(self._tasks), 1000)
+            )
+            now_ms = int(self._clock() * 1000)
+            for tp, records in batches.items():
+                self._admit(tp, records, now_ms)
+            await self._report()
+
+    def _admit(self, tp: TopicPartition, records: list[Record], now_ms: int) -> None:
+        if tp in self._revoking:
+            return  # its next owner reads these again from the committed offset
+        # `ensure`: records of an assigned partition may come before the rebalance listener ran.
+        window = self._windows.ensure(tp)
+        tier = self._topics.tier_of(tp.topic)
+        for record in records:
+            if tier is not None:
+                due_ms = self._due_ms(record, tier)
+                if due_ms > now_ms:
+                    self._consumer.seek(tp, record.offset)
+                    self._consumer.pause(tp)
+                    self._held[tp] = due_ms
+                    break
+            window.add(record.offset)
+            task = asyncio.create_task(
+                self._deliver(window, record), name=f"deliver-{tp.topic}-{tp.partition}"
+            )
+            self._tasks[task] = tp
+            task.add_done_callback(self._finished)
+        if len(window) >= self._window_cap and tp not in self._full:
+            self._full.add(tp)
+            self._consumer.pause(tp)
+            logger.warning(
+                "partition %s/%d paused: %d records wait for a commit", tp.topic, tp.partition, len(window)
+            )
+
+    def _due_ms(self, record: Record, tier: float) -> int:
+        """The head's `not-before`, bounded by its tier's longest wait from when it was parked."""
+        bound: int = record.timestamp + int(self._policy.wait_bound(tier) * 1000)
+        for name, value in record.headers:
+            if name == NOT_BEFORE_HEADER:
+                try:
+                    return min(int(value), bound)
+                except ValueError:
+                    break
+        return 0  # malformed: let the handler deal with it now
+
+    async def _deliver(self, window: PartitionWindow, record: Record) -> None:
+        outputs = await self._handler.handle(record)
+        # The window of the partition as it was when the record was read: after a rebalance that
+        # handed the partition back, a late finish must not mark the new reading of the offset.
+        window.finish(record.offset, outputs)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+        self._progress.set()
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and self._crash is None:
+            logger.error("a delivery task crashed: %s", task.get_name(), exc_info=exc)
+            self._crash = exc
+
+    def _resume_ready(self) -> None:
+        now_ms = int(self._clock() * 1000)
+        for tp, due_ms in list(self._held.items()):
+            if due_ms <= now_ms:
+                del self._held[tp]
+                if tp not in self._full:
+                    self._consumer.resume(tp)
+        for tp in list(self._full):
+            window = self._windows.get(tp)
+            if window is None or len(window) < self._window_cap // 2:
+                self._full.discard(tp)
+                if tp not in self._held:
+                    self._consumer.resume(tp)
+
+    def _fetch_wait_ms(self) -> int:
+        if not self._held:
+            return _MAX_FETCH_WAIT_MS
+        soonest = min(self._held.values()) - int(self._clock() * 1000)
+        return max(10, min(_MAX_FETCH_WAIT_MS, soonest))
+
+    async def _report(self) -> None:
+        now = time.monotonic()
+        if now - self._gauges_at < _GAUGES_EVERY_SECONDS:
+            return
+        self._gauges_at = now
+        self._metrics.pending.set(len(self._tasks))
+        waiting = dict.fromkeys(self._policy.tiers, 0)
+        for tp in self._consumer.assignment():
+            tier = self._topics.tier_of(tp.topic)
+            highwater = self._consumer.highwater(tp)
+            if tier is None or highwater is None:
+                continue
+            position: int = await self._consumer.position(tp)
+            waiting[tier] = waiting.get(tier, 0) + max(highwater - position, 0)
+        for tier, count in waiting.items():
+            self._metrics.retries_pending.labels(tier_name(tier)).set(count)
+
+    def assign(self, assigned: set[TopicPartition]) -> None:
+        self._windows.open(assigned)
+        if assigned:
+            logger.info("deliverer assigned %d partitions", len(assigned))
+
+    async def revoke(self, revoked: set[TopicPartition]) -> None:
+        if not revoked:
+            return
+        self._revoking |= revoked
+        for tp in revoked:
+            self._held.pop(tp, None)
+            self._full.discard(tp)
+        try:
+            tasks = [task for task, tp in self._tasks.items() if tp in revoked]
+            if tasks:
+                await asyncio.wait(tasks, timeout=self._revoke_grace)
+            try:
+                await self._committer.commit(revoked)
+            except PublishError as exc:
+                logger.warning("cannot commit revoked partitions; their next owner repeats them: %s", exc)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
+        finally:
+            self._windows.close(revoked)
+            self._revoking -= revoked
+
+    async def drain(self, grace: float) -> None:
+        """Let the deliveries in flight finish within `grace` seconds, then cancel the rest."""
+        tasks = list(self._tasks)
+        if tasks:
+            _done, late = await asyncio.wait(tasks, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+                logger.warning("%d deliveries cancelled at shutdown; they will be repeated", len(late))

@@ -1,0 +1,363 @@
+"""What happens to one record read by the deliverer, from its decoding to its outcome.
+
+The outcome is the records to write with the record's offset commit: nothing (delivered, or dropped
+on purpose), a parked retry, or a dead letter, sometimes with a delivery-state marker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeAlias
+
+import aiohttp
+from aiokafka.structs import ConsumerRecord
+
+from gateway.delivery.attempt import WebhookRequest, build_request, callback_host, send
+from gateway.delivery.dead_letters import DeadLetter
+from gateway.delivery.endpoints import Endpoints
+from gateway.delivery.layout import DeliveryTopics
+from gateway.delivery.outputs import Output
+from gateway.delivery.retry import AttemptRecord, Origin, Parked, RetryPolicy, event_headers, read_parked
+from gateway.delivery.state import DisabledInstances
+from gateway.errors import (
+    CallbackFailed,
+    CallbackGone,
+    CallbackRefused,
+    CallbackSkipped,
+    CallbackThrottled,
+    CallbackTimeout,
+    DeliveryError,
+    InvalidSigningKey,
+)
+from gateway.events import EventDecodeError, decode
+from gateway.instances.model import Instance
+from gateway.metrics import DeliveryMetrics
+
+logger = logging.getLogger(__name__)
+
+InstanceLookup = Callable[[str], Instance | None]
+Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+_FORGOTTEN_KEPT = 10_000  # ids of deleted instances remembered, so their events drop without waiting
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerConfig:
+    timeout: float
+    retry_after_max: float
+    rotation_grace: float
+    dead_letter_partitions: int
+    unknown_instance_grace: float  # how long an unknown instance id may be one not yet read
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    """One event being delivered, as read from an event topic or a retry tier."""
+
+    record: Record = field(repr=False)
+    event: Mapping[str, Any] = field(repr=False)
+    event_id: str
+    instance_id: str
+    origin: Origin
+    parked: Parked | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Try:
+    number: int
+    at: float  # epoch seconds
+    ms: int | None  # how long its request took; None when none was made
+    host: str
+    revision: str
+
+
+class _Timing:
+    """How long the request of one attempt took, slot waits excluded; None when none was made."""
+
+    __slots__ = ("ms",)
+
+    def __init__(self) -> None:
+        self.ms: int | None = None
+
+    def took(self, started: float, status: int | None, metrics: DeliveryMetrics) -> None:
+        seconds = time.monotonic() - started
+        metrics.request_duration.labels(_status_class(status)).observe(seconds)
+        self.ms = int(seconds * 1000)
+
+
+def _instance_id(event: Mapping[str, Any]) -> str:
+    data = event.get("data")
+    instance_id = data.get("instanceId") if isinstance(data, dict) else None
+    if not isinstance(instance_id, str) or not isinstance(event.get("id"), str):
+        raise EventDecodeError("event has no id or no data.instanceId")
+    return instance_id
+
+
+def _status_class(status: int | None) -> str:
+    return "none" if status is None else f"{status // 100}xx"
+
+
+def _outcome(exc: DeliveryError) -> tuple[str, int | None]:
+    if isinstance(exc, CallbackGone):
+        return "gone", exc.status
+    if isinstance(exc, CallbackThrottled):
+        return "throttled", exc.status
+    if isinstance(exc, CallbackFailed):
+        return "failed", exc.status
+    if isinstance(exc, CallbackTimeout):
+        return "timeout", None
+    if isinstance(exc, CallbackRefused):
+        return "refused", None
+    if isinstance(exc, CallbackSkipped):
+        return "skipped", None
+    return "unreachable", None
+
+
+class RecordHandler:
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        endpoints: Endpoints,
+        policy: RetryPolicy,
+        topics: DeliveryTopics,
+        instances: InstanceLookup,
+        disabled: DisabledInstances,
+        metrics: DeliveryMetrics,
+        config: HandlerConfig,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._session = session
+        self._endpoints = endpoints
+        self._policy = policy
+        self._topics = topics
+        self._instances = instances
+        self._disabled = disabled
+        self._metrics = metrics
+        self._config = config
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
+        self._forgotten: dict[str, None] = {}
+
+    async def handle(self, record: Record) -> tuple[Output, ...]:
+        delivery = self._read(record)
+        if delivery is None:
+            return ()
+        instance = await self._instance(delivery.instance_id)
+        if instance is None:
+            self._drop("instance-deleted", delivery)
+            return ()
+        notification = instance.notification
+        if not notification.enabled or notification.callback_url is None:
+            self._drop("notifications-off", delivery)
+            return ()
+        outputs: list[Output] = []
+        revision = self._disabled.revision(instance)
+        status = self._disabled.status(delivery.instance_id, revision)
+        history = list(delivery.parked.history) if delivery.parked else []
+        attempts = delivery.parked.attempts if delivery.parked else 0
+        if status == "disabled":
+            detail = (
+                "notifications are disabled: the callback answered 410 Gone; PATCH the instance, then replay"
+            )
+            return (self._dead_letter(delivery, "endpoint-gone", detail, attempts, history),)
+        if status == "lifted":
+            outputs.append(self._disabled.lift(delivery.instance_id))
+        while True:
+            host = callback_host(notification.callback_url or "")
+            attempts += 1
+            at = self._clock()
+            timing = _Timing()
+            try:
+                request = build_request(
+                    delivery.event, notification, now=at, rotation_grace=self._config.rotation_grace
+                )
+                status_code = await self._attempt(host, request, timing)
+            except (EventDecodeError, InvalidSigningKey) as exc:
+                detail = str(exc)
+                return (
+                    *outputs,
+                    self._dead_letter(delivery, "not-deliverable", detail, attempts - 1, history),
+                )
+            except DeliveryError as exc:
+                step = self._after_failure(
+                    delivery, exc, _Try(attempts, at, timing.ms, host, revision), history
+                )
+                if isinstance(step, float):
+                    await asyncio.sleep(step)
+                    # The instance may have changed or gone meanwhile.
+                    current = self._instances(delivery.instance_id)
+                    if (
+                        current is None
+                        or not current.notification.enabled
+                        or not current.notification.callback_url
+                    ):
+                        self._drop("instance-deleted" if current is None else "notifications-off", delivery)
+                        return tuple(outputs)
+                    notification = current.notification
+                    continue
+                return (*outputs, *step)
+            self._count("delivered", status_code, delivery)
+            self._observe_end_to_end(delivery.event)
+            return tuple(outputs)
+
+    def _after_failure(
+        self, delivery: _Delivery, exc: DeliveryError, attempt: _Try, history: list[AttemptRecord]
+    ) -> float | tuple[Output, ...]:
+        """What follows a failed attempt: seconds to wait before trying again in memory, or the
+        records that finish the event (parked, dead-lettered, its instance disabled)."""
+        if isinstance(exc, CallbackSkipped) and exc.reason == "backlog":
+            # Flow control, not an attempt: the host is slow and its backlog is full.
+            tier = self._policy.tier_for(exc.retry_after)
+            return (self._park(delivery, attempt.number - 1, history, exc.retry_after, tier),)
+        outcome, code = _outcome(exc)
+        self._count(outcome, code, delivery)
+        history.append(
+            AttemptRecord(attempt.number, int(attempt.at * 1000), outcome, code, str(exc), attempt.ms)
+        )
+        if isinstance(exc, CallbackGone):
+            at_ms = int(attempt.at * 1000)
+            marker = self._disabled.disable(delivery.instance_id, attempt.revision, status=410, at_ms=at_ms)
+            return (marker, self._dead_letter(delivery, "endpoint-gone", str(exc), attempt.number, history))
+        if not exc.retriable:
+            return (self._dead_letter(delivery, "callback-refused", str(exc), attempt.number, history),)
+        retry_after = exc.retry_after if isinstance(exc, CallbackThrottled | CallbackSkipped) else None
+        may_wait = not isinstance(exc, CallbackSkipped) and not self._endpoints.is_open(attempt.host)
+        retry = self._policy.next(
+            attempt.number, retry_after=retry_after, may_wait_inline=may_wait, rng=self._rng
+        )
+        if retry is None:
+            detail = f"no success after {attempt.number} attempts; the last: {exc}"
+            return (self._dead_letter(delivery, "retries-exhausted", detail, attempt.number, history),)
+        if retry.inline:
+            return retry.delay
+        return (self._park(delivery, attempt.number, history, retry.delay, retry.tier),)
+
+    async def _attempt(self, host: str, request: WebhookRequest, timing: _Timing) -> int:
+        async with self._endpoints.slot(host):
+            started = time.monotonic()
+            try:
+                status = await send(
+                    self._session,
+                    request,
+                    time_limit=self._config.timeout,
+                    retry_after_max=self._config.retry_after_max,
+                )
+            except CallbackRefused:
+                raise
+            except CallbackGone as exc:
+                self._endpoints.succeeded(host)  # it answered; the instance is what stops
+                timing.took(started, exc.status, self._metrics)
+                raise
+            except DeliveryError as exc:
+                self._endpoints.failed(host)
+                timing.took(started, getattr(exc, "status", None), self._metrics)
+                raise
+            self._endpoints.succeeded(host)
+            timing.took(started, status, self._metrics)
+            return status
+
+    def _read(self, record: Record) -> _Delivery | None:
+        tier = self._topics.tier_of(record.topic)
+        try:
+            parked = None if tier is None else read_parked(record.headers)
+            event = decode(record.value or b"", event_headers(record.headers))
+            instance_id = _instance_id(event)
+        except EventDecodeError as exc:
+            self._metrics.dropped.labels("undecodable").inc()
+            logger.warning(
+                "dropping a record that is not a change event at %s/%d@%d: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
+            )
+            return None
+        origin = parked.origin if parked else Origin(record.topic, record.partition, record.offset)
+        return _Delivery(record, event, str(event["id"]), instance_id, origin, parked)
+
+    async def _instance(self, instance_id: str) -> Instance | None:
+        """The instance, waiting a little for one this replica has not read yet: an event can reach
+        the deliverer before the instance record that made a poller produce it."""
+        instance = self._instances(instance_id)
+        if instance is not None or instance_id in self._forgotten:
+            return instance
+        deadline = time.monotonic() + self._config.unknown_instance_grace
+        while instance is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            instance = self._instances(instance_id)
+        if instance is None:
+            self._forgotten[instance_id] = None
+            if len(self._forgotten) > _FORGOTTEN_KEPT:
+                del self._forgotten[next(iter(self._forgotten))]
+        return instance
+
+    def _drop(self, reason: str, delivery: _Delivery) -> None:
+        self._metrics.dropped.labels(reason).inc()
+        logger.debug(
+            "dropped (%s)", reason, extra={"instance_id": delivery.instance_id, "event_id": delivery.event_id}
+        )
+
+    def _count(self, outcome: str, status: int | None, delivery: _Delivery) -> None:
+        self._metrics.attempts.labels(outcome, _status_class(status)).inc()
+        if self._metrics.instance_attempts is not None:
+            self._metrics.instance_attempts.labels(delivery.instance_id, outcome).inc()
+
+    def _observe_end_to_end(self, event: Mapping[str, Any]) -> None:
+        try:
+            changed = datetime.fromisoformat(str(event["time"])).timestamp()
+        except (KeyError, ValueError):
+            return
+        self._metrics.end_to_end.observe(max(self._clock() - changed, 0.0))
+
+    def _park(
+        self, delivery: _Delivery, attempts: int, history: list[AttemptRecord], delay: float, tier: float
+    ) -> Output:
+        record = delivery.record
+        not_before_ms = int((self._clock() + delay) * 1000)
+        parked = Parked(attempts, not_before_ms, delivery.origin, tuple(history))
+        self._metrics.parked.labels(f"{tier:g}").inc()
+        logger.debug(
+            "parked for %.1f s: %s",
+            delay,
+            history[-1].error if history else "",
+            extra={"instance_id": delivery.instance_id, "event_id": delivery.event_id},
+        )
+        return Output(
+            topic=self._topics.retry(tier),
+            key=record.key,
+            value=record.value,
+            headers=(*event_headers(record.headers), *parked.headers()),
+        )
+
+    def _dead_letter(
+        self, delivery: _Delivery, reason: str, detail: str, attempts: int, history: list[AttemptRecord]
+    ) -> Output:
+        key = delivery.record.key
+        letter = DeadLetter(
+            instance_id=delivery.instance_id,
+            event_id=delivery.event_id,
+            reason=reason,
+            detail=detail,
+            attempts=attempts,
+            at_ms=int(self._clock() * 1000),
+            origin=delivery.origin,
+            record_key=None if key is None else key.decode("utf-8", "replace"),
+            history=tuple(history),
+            event=delivery.event,
+        )
+        self._metrics.dead_letters.labels(reason).inc()
+        logger.warning(
+            "dead-lettered (%s) after %d attempts: %s",
+            reason,
+            attempts,
+            detail,
+            extra={"instance_id": delivery.instance_id, "event_id": delivery.event_id},
+        )
+        return letter.output(self._topics.dead_letters, self._config.dead_letter_partitions)

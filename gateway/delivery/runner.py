@@ -1,0 +1,324 @@
+"""The deliverer role: `start_deliverer` builds and runs it; `open_dead_letters` serves an API-only role.
+
+Wiring (`runtime.py`), for the roles `deliverer` and `all`, entered after the `InstanceLog` (which
+reads every instance before it returns, so no event finds its instance missing at start):
+
+    deliverer = await stack.enter_async_context(start_deliverer(
+        settings, topics=topics, admin=admin, instances=instances.get,
+        registry=registry, health=health, revisions=updated_dates.get,
+    ))
+    app = create_api_app(...)
+    add_delivery_routes(app, deliverer.dead_letters)  # before the app is served
+
+where `instances` maps an instance id to the `Instance` validated from its latest body (deleted or
+invalid: absent) and `updated_dates` to that body's `updatedDate`, both kept by the InstanceLog
+listener. A role that serves the API without delivering uses `open_dead_letters` for the routes.
+
+Shutdown, in order: stop reading, let deliveries in flight finish within the request timeout,
+cancel the rest, commit what finished, leave the group, stop the producers, close the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer
+from prometheus_client import CollectorRegistry
+
+from gateway.api.health import Health
+from gateway.delivery.committer import Committer
+from gateway.delivery.consumer import DeliveryReader
+from gateway.delivery.dead_letters import DeadLetters
+from gateway.delivery.endpoints import Endpoints
+from gateway.delivery.handler import HandlerConfig, InstanceLookup, RecordHandler
+from gateway.delivery.layout import DeliveryTopics
+from gateway.delivery.offsets import Windows
+from gateway.delivery.outputs import OutputWriter
+from gateway.delivery.retry import RetryPolicy
+from gateway.delivery.ssrf import GuardedConnector
+from gateway.delivery.state import DisabledInstances, RevisionLookup
+from gateway.errors import PublishError
+from gateway.kafka.topics import TopicAdmin, TopicNames
+from gateway.metrics import DeliveryMetrics
+from gateway.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+HEALTH_CONDITION = "deliverer"
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        schedule=tuple(settings.retry_schedule),
+        inline_max=settings.delivery_inline_retry_max_seconds,
+        retry_after_max=settings.delivery_retry_after_max_seconds,
+        breaker_cooldown=settings.delivery_breaker_cooldown_seconds,
+    )
+
+
+def delivery_topics(settings: Settings, topics: TopicNames) -> DeliveryTopics:
+    return DeliveryTopics.build(
+        topic_prefix=topics.prefix, state_prefix=topics.state_prefix, tiers=retry_policy(settings).tiers
+    )
+
+
+async def ensure_delivery_topics(admin: TopicAdmin, layout: DeliveryTopics, partitions: int) -> None:
+    for name in layout.retry_topics:
+        await admin.ensure(name, partitions=partitions)
+    await admin.ensure(layout.dead_letters, partitions=partitions, compacted=True)
+    await admin.ensure(layout.state, partitions=partitions, compacted=True)
+
+
+class Deliverer:
+    """The webhook deliverer of one process. `dead_letters` is what the replay API needs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        layout: DeliveryTopics,
+        instances: InstanceLookup,
+        metrics: DeliveryMetrics,
+        health: Health,
+        revisions: RevisionLookup | None = None,
+        unknown_instance_grace: float = 5.0,
+    ) -> None:
+        self._settings = settings
+        self._layout = layout
+        self._instances = instances
+        self._metrics = metrics
+        self._health = health
+        self._revisions = revisions
+        self._unknown_instance_grace = unknown_instance_grace
+        self._stack = AsyncExitStack()
+        self._dead_letters: DeadLetters | None = None
+        self._reader: DeliveryReader | None = None
+        self._committer: Committer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._state = _State.NEW
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        if self._dead_letters is None:
+            raise RuntimeError("the deliverer is not running")
+        return self._dead_letters
+
+    @property
+    def pending(self) -> int:
+        """Events read and not yet finished."""
+        return 0 if self._reader is None else self._reader.pending
+
+    async def wait(self) -> None:
+        """Return when the deliverer stops by itself, which it does only on an error: raised here
+        (an ExceptionGroup of the reading and committing tasks). For a runtime that watches it."""
+        if self._task is None:
+            raise RuntimeError("the deliverer is not running")
+        await asyncio.shield(self._task)
+
+    async def __aenter__(self) -> Deliverer:
+        if self._state is not _State.NEW:
+            raise RuntimeError("a deliverer cannot be started twice")
+        self._state = _State.RUNNING
+        try:
+            await self._start(self._stack)
+        except BaseException:
+            await self._stack.aclose()
+            self._state = _State.CLOSED
+            raise
+        return self
+
+    async def _start(self, stack: AsyncExitStack) -> None:
+        settings, layout = self._settings, self._layout
+        bootstrap = settings.kafka_bootstrap_servers
+        partitions = settings.delivery_topic_partitions
+        disabled = await stack.enter_async_context(
+            DisabledInstances(
+                bootstrap_servers=bootstrap,
+                topic=layout.state,
+                partitions=partitions,
+                metrics=self._metrics,
+                revisions=self._revisions,
+            )
+        )
+        connector = GuardedConnector(
+            allowed=settings.callback_allowed_networks, limit=settings.delivery_concurrency
+        )
+        session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector, trust_env=False))
+        # A replica with a stable identity gets a stable transactional id, so its restart aborts a
+        # transaction its previous life left open at once instead of after the transaction timeout.
+        replica = settings.group_instance_id or uuid.uuid4().hex[:12]
+        writer = await stack.enter_async_context(
+            OutputWriter(bootstrap_servers=bootstrap, transactional_id=f"{layout.group_id}-{replica}")
+        )
+        self._dead_letters = await stack.enter_async_context(
+            DeadLetters(
+                bootstrap_servers=bootstrap, topics=layout, partitions=partitions, metrics=self._metrics
+            )
+        )
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=layout.group_id,
+            client_id=f"{layout.group_id}-{uuid.uuid4().hex[:8]}",
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=settings.delivery_metadata_max_age_ms,
+            # Static membership (GATEWAY_GROUP_INSTANCE_ID): a restarted replica gets its partitions
+            # back at once instead of after a rebalance; the id is per group, so the poller's is fine.
+            group_instance_id=settings.group_instance_id,
+        )
+        await consumer.start()
+        stack.push_async_callback(consumer.stop)
+        policy = retry_policy(settings)
+        windows = Windows()
+        self._committer = Committer(
+            consumer=consumer, writer=writer, windows=windows, group_id=layout.group_id
+        )
+        endpoints = Endpoints(
+            concurrency=settings.delivery_concurrency,
+            host_concurrency=settings.delivery_host_concurrency,
+            backlog=settings.delivery_host_backlog,
+            failures=settings.delivery_breaker_failures,
+            cooldown=settings.delivery_breaker_cooldown_seconds,
+            slow_after=min(settings.delivery_timeout_seconds / 10, 0.5),
+            metrics=self._metrics,
+        )
+        handler = RecordHandler(
+            session=session,
+            endpoints=endpoints,
+            policy=policy,
+            topics=layout,
+            instances=self._instances,
+            disabled=disabled,
+            metrics=self._metrics,
+            config=HandlerConfig(
+                timeout=settings.delivery_timeout_seconds,
+                retry_after_max=settings.delivery_retry_after_max_seconds,
+                rotation_grace=settings.signature_rotation_grace_seconds,
+                dead_letter_partitions=partitions,
+                unknown_instance_grace=self._unknown_instance_grace,
+            ),
+        )
+        self._reader = DeliveryReader(
+            consumer=consumer,
+            handler=handler,
+            committer=self._committer,
+            windows=windows,
+            topics=layout,
+            policy=policy,
+            metrics=self._metrics,
+            max_pending=settings.delivery_max_pending,
+            revoke_grace=settings.delivery_timeout_seconds + 1.0,
+            relieve=endpoints.relieve,
+        )
+        consumer.subscribe(pattern=layout.pattern, listener=self._reader.listener)
+        self._task = asyncio.create_task(self._run(self._reader, self._committer), name="deliverer")
+        self._task.add_done_callback(self._report_crash)
+        self._health.watch(HEALTH_CONDITION, self._running)
+        logger.info("deliverer started", extra={"role": "deliverer"})
+
+    @staticmethod
+    async def _run(reader: DeliveryReader, committer: Committer) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(reader.run(), name="deliverer-read")
+            group.create_task(committer.run(), name="deliverer-commit")
+
+    def _running(self) -> bool:
+        return self._state is _State.RUNNING and self._task is not None and not self._task.done()
+
+    def _report_crash(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        logger.error("the deliverer stopped on an error; no webhooks are sent", exc_info=task.exception())
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._state = _State.CLOSED
+        crash: BaseException | None = None
+        try:
+            if self._task is not None:
+                self._task.cancel()
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    pass
+                except Exception as error:  # noqa: BLE001 - re-raised below, after the cleanup
+                    crash = error
+            if self._reader is not None:
+                await self._reader.drain(self._settings.delivery_timeout_seconds)
+            if self._committer is not None:
+                try:
+                    await self._committer.commit()
+                except PublishError as error:
+                    logger.warning("last commit failed; the next owner repeats what it covered: %s", error)
+        finally:
+            await self._stack.aclose()
+        if crash is not None:
+            raise crash
+
+
+@asynccontextmanager
+async def start_deliverer(
+    settings: Settings,
+    *,
+    topics: TopicNames,
+    admin: TopicAdmin,
+    instances: InstanceLookup,
+    registry: CollectorRegistry,
+    health: Health,
+    revisions: RevisionLookup | None = None,
+    unknown_instance_grace: float = 5.0,
+) -> AsyncIterator[Deliverer]:
+    """Create the delivery topics, join the deliverer group and deliver until the block exits.
+
+    `instances(id)` is the current validated instance or None (deleted, invalid); it is called for
+    every event, so a dict's `get` is right. `revisions(id)`, optional, is the stored body's
+    `updatedDate`, which lets any PATCH lift a 410's disabling (without it, only a change of the
+    configuration does). `unknown_instance_grace` is how long an event waits for an instance id
+    this replica has not read yet before it is dropped as deleted.
+    """
+    layout = delivery_topics(settings, topics)
+    await ensure_delivery_topics(admin, layout, settings.delivery_topic_partitions)
+    metrics = DeliveryMetrics(registry, per_instance=settings.metrics_per_instance)
+    async with Deliverer(
+        settings,
+        layout=layout,
+        instances=instances,
+        metrics=metrics,
+        health=health,
+        revisions=revisions,
+        unknown_instance_grace=unknown_instance_grace,
+    ) as deliverer:
+        yield deliverer
+
+
+@asynccontextmanager
+async def open_dead_letters(
+    settings: Settings, *, topics: TopicNames, admin: TopicAdmin, registry: CollectorRegistry
+) -> AsyncIterator[DeadLetters]:
+    """The dead letters for a process that serves the API without delivering (role `api`). A process
+    that also delivers uses `Deliverer.dead_letters`: both register the delivery metrics."""
+    layout = delivery_topics(settings, topics)
+    await ensure_delivery_topics(admin, layout, settings.delivery_topic_partitions)
+    metrics = DeliveryMetrics(registry, per_instance=settings.metrics_per_instance)
+    async with DeadLetters(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        topics=layout,
+        partitions=settings.delivery_topic_partitions,
+        metrics=metrics,
+    ) as dead_letters:
+        yield dead_letters

@@ -1,0 +1,261 @@
+"""Shared helpers of the delivery tests: receivers on 127.0.0.1, events in Kafka, a running deliverer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from jsonschema import Draft202012Validator
+from prometheus_client import CollectorRegistry
+from referencing import Registry, Resource
+
+from gateway.api.health import Health
+from gateway.delivery.dead_letters import DeadLetter
+from gateway.delivery.runner import Deliverer, start_deliverer
+from gateway.events import ChangeEvent, encode
+from gateway.instances import validate_instance
+from gateway.instances.model import Instance
+from gateway.kafka.compacted import read_to_end
+from gateway.kafka.topics import TopicAdmin, TopicNames
+from gateway.settings import Settings
+from tests.conftest import wait_for
+from tests.instances.seed_examples import seed_bodies
+
+KEY = "MySecretEventSignatureKey"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+LOOPBACK = [IPv4Network("127.0.0.0/8")]
+
+
+def delivery_settings(settings: Settings, **changes: Any) -> Settings:
+    """Test settings: loopback allowed, a short schedule whose later retries wait in retry topics,
+    short timeouts, and a breaker that stays out of the way unless a test wants it."""
+    values: dict[str, Any] = {
+        "callback_allowed_networks": LOOPBACK,
+        "retry_schedule": [0.0, 0.2, 0.5],
+        "delivery_inline_retry_max_seconds": 0.1,
+        "delivery_timeout_seconds": 1.0,
+        "delivery_retry_after_max_seconds": 2.0,
+        "delivery_breaker_failures": 1000,
+        "delivery_breaker_cooldown_seconds": 0.5,
+        "delivery_metadata_max_age_ms": 500,
+        "delivery_topic_partitions": 2,
+        "topic_partitions": 2,
+    }
+    values.update(changes)
+    return settings.model_copy(update=values)
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    at: float  # monotonic
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def webhook_id(self) -> str:
+        return self.headers["webhook-id"]
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+Behaviour = Callable[[int, web.Request], Awaitable[web.StreamResponse]]
+
+
+async def ok(_attempt: int, _request: web.Request) -> web.StreamResponse:
+    return web.Response(status=200)
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver: records every request, answers with `behaviour(attempt number of that
+    webhook-id, request)`."""
+
+    behaviour: Behaviour = ok
+    hits: list[Hit] = field(default_factory=list)
+    url: str = ""
+    _attempts: Counter[str] = field(default_factory=Counter)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        hit = Hit(time.monotonic(), request.path, dict(request.headers), body)
+        self.hits.append(hit)
+        webhook_id = request.headers.get("webhook-id", "")
+        self._attempts[webhook_id] += 1
+        return await self.behaviour(self._attempts[webhook_id], request)
+
+    def for_id(self, webhook_id: str) -> list[Hit]:
+        return [hit for hit in self.hits if hit.webhook_id == webhook_id]
+
+    @property
+    def ids(self) -> set[str]:
+        return {hit.webhook_id for hit in self.hits}
+
+
+@asynccontextmanager
+async def receiving(behaviour: Behaviour = ok, *, host: str = "127.0.0.1") -> AsyncIterator[Receiver]:
+    receiver = Receiver(behaviour)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", receiver._handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    receiver.url = f"http://{host}:{port}/hooks/in?token=s3cret"
+    try:
+        yield receiver
+    finally:
+        await runner.cleanup()
+
+
+def webhook_instance(
+    instance_id: str, url: str, *, key: str | None = KEY, fmt: str = "elements", **config: str
+) -> Instance:
+    """The seed's "Dynamics 2016 and later" instance with its callback set to `url`."""
+    body = seed_bodies()["2016"]
+    body["configuration"].update(
+        {
+            "user.username": "someone@example.com",
+            "user.password": "pw",
+            "event.notification.callback.url": url,
+            "event.notification.format": fmt,
+            **config,
+        }
+    )
+    if key is not None:
+        body["configuration"]["event.notification.signature.key"] = key
+    body["name"] = f"hooks-{instance_id}"
+    body["tags"] = ["delivery-test"]
+    return validate_instance(body, instance_id=instance_id).instance
+
+
+def change(instance_id: str, n: int, *, object_type: str = "accounts") -> ChangeEvent:
+    return ChangeEvent(
+        instance_id=instance_id,
+        instance_name=f"hooks-{instance_id}",
+        element_key="dynamicscrmadfs",
+        tags=("delivery-test",),
+        hub="crm",
+        object_type=object_type,
+        object_id=f"obj-{n}",
+        event_type="UPDATED",
+        time_ms=int(time.time() * 1000) - 1000,
+        version=str(n),
+        raw={"id": f"obj-{n}", "attributes": {"name": f"record {n}"}},
+    )
+
+
+async def create_topic(settings: Settings, topic: str) -> None:
+    async with TopicAdmin(bootstrap_servers=settings.kafka_bootstrap_servers, replication_factor=1) as admin:
+        await admin.ensure(topic, partitions=settings.topic_partitions)
+
+
+async def produce(settings: Settings, events: Iterable[ChangeEvent], *, object_type: str = "accounts") -> str:
+    """Write the events to their event topic (created first); the topic's name."""
+    topic = f"{settings.topic_prefix}.crm.{object_type}"
+    await create_topic(settings, topic)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5, enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        futures = []
+        for event in events:
+            value, headers = encode(event)
+            futures.append(await producer.send(topic, value=value, key=event.key, headers=headers))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return topic
+
+
+@asynccontextmanager
+async def delivering(
+    settings: Settings,
+    instances: dict[str, Instance],
+    registry: CollectorRegistry,
+    **kwargs: Any,
+) -> AsyncIterator[Deliverer]:
+    topics = TopicNames(prefix=settings.topic_prefix, state_prefix=settings.state_topic_prefix)
+    async with (
+        TopicAdmin(bootstrap_servers=settings.kafka_bootstrap_servers, replication_factor=1) as admin,
+        start_deliverer(
+            settings,
+            topics=topics,
+            admin=admin,
+            instances=instances.get,
+            registry=registry,
+            health=Health(),
+            **kwargs,
+        ) as deliverer,
+    ):
+        yield deliverer
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+async def dead_letters(settings: Settings, *, expect: int, within: float = 15.0) -> list[DeadLetter]:
+    """The live dead letters (tombstones applied) of every partition, once there are `expect`."""
+    topic = f"{settings.state_topic_prefix}.dead-letters"
+    found: list[DeadLetter] = []
+
+    async def enough() -> bool:
+        nonlocal found
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # else a "latest" reset races read_to_end's seek
+        )
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(topic, p) for p in range(settings.delivery_topic_partitions)]
+            consumer.assign(partitions)
+            table = await read_to_end(consumer, partitions)
+        finally:
+            await consumer.stop()
+        found = [DeadLetter.from_json(orjson.loads(value)) for value in table.values()]
+        return len(found) >= expect
+
+    await wait_for(enough, within=within)
+    return found
+
+
+async def committed(settings: Settings, topic: str) -> dict[int, int | None]:
+    """The deliverer group's committed offset of every partition of `topic`."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=f"{settings.state_topic_prefix}-deliverer",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        return {
+            p: await consumer.committed(TopicPartition(topic, p)) for p in range(settings.topic_partitions)
+        }
+    finally:
+        await consumer.stop()
+
+
+def schema_validator(name: str) -> Draft202012Validator:
+    """A validator of one of `schemas/`, with the others registered for its `$ref`s."""
+    registry: Registry[Any] = Registry().with_resources(
+        (schema["$id"], Resource.from_contents(schema))
+        for schema in (orjson.loads(path.read_bytes()) for path in SCHEMAS.glob("*.schema.json"))
+    )
+    schema = orjson.loads((SCHEMAS / name).read_bytes())
+    return Draft202012Validator(schema, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER)

@@ -1,0 +1,198 @@
+"""Per-host limits, the bounded backlog of a slow host, and the circuit breaker, on a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from gateway.delivery.endpoints import Endpoints
+from gateway.errors import CallbackSkipped
+from gateway.metrics import DeliveryMetrics
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _endpoints(clock: Clock, **overrides: float) -> Endpoints:
+    options: dict[str, float] = {
+        "concurrency": 100,
+        "host_concurrency": 2,
+        "backlog": 3,
+        "failures": 3,
+        "cooldown": 30.0,
+        "slow_after": 0.5,
+    }
+    options.update(overrides)
+    return Endpoints(
+        concurrency=int(options["concurrency"]),
+        host_concurrency=int(options["host_concurrency"]),
+        backlog=int(options["backlog"]),
+        failures=int(options["failures"]),
+        cooldown=options["cooldown"],
+        slow_after=options["slow_after"],
+        metrics=DeliveryMetrics(CollectorRegistry()),
+        clock=clock,
+    )
+
+
+async def _fail(endpoints: Endpoints, host: str) -> None:
+    async with endpoints.slot(host):
+        endpoints.failed(host)
+
+
+async def test_the_breaker_opens_probes_once_and_closes() -> None:
+    clock = Clock()
+    endpoints = _endpoints(clock)
+    for _ in range(3):
+        await _fail(endpoints, "a:80")
+    assert endpoints.is_open("a:80")
+    with pytest.raises(CallbackSkipped) as skipped:
+        async with endpoints.slot("a:80"):
+            pass
+    assert (skipped.value.reason, skipped.value.retry_after) == ("circuit-open", 30.0)
+
+    clock.now += 30
+    probe_started = asyncio.Event()
+    finish_probe = asyncio.Event()
+
+    async def probe() -> None:
+        async with endpoints.slot("a:80"):
+            probe_started.set()
+            await finish_probe.wait()
+            endpoints.succeeded("a:80")
+
+    task = asyncio.create_task(probe())
+    await probe_started.wait()
+    with pytest.raises(CallbackSkipped, match="probe is in flight"):
+        async with endpoints.slot("a:80"):
+            pass
+    finish_probe.set()
+    await task
+    assert not endpoints.is_open("a:80")
+    async with endpoints.slot("a:80"):
+        endpoints.succeeded("a:80")
+
+
+async def test_a_failed_probe_opens_the_circuit_again() -> None:
+    clock = Clock()
+    endpoints = _endpoints(clock)
+    for _ in range(3):
+        await _fail(endpoints, "a:80")
+    clock.now += 30
+    await _fail(endpoints, "a:80")
+    with pytest.raises(CallbackSkipped) as skipped:
+        async with endpoints.slot("a:80"):
+            pass
+    assert skipped.value.retry_after == 30.0
+
+
+async def test_other_hosts_are_not_affected_by_an_open_circuit() -> None:
+    endpoints = _endpoints(Clock())
+    for _ in range(3):
+        await _fail(endpoints, "a:80")
+    async with endpoints.slot("b:80"):
+        endpoints.succeeded("b:80")
+
+
+async def test_waiting_events_of_a_host_whose_circuit_opens_are_shed() -> None:
+    clock = Clock()
+    endpoints = _endpoints(clock, failures=1)
+    release = asyncio.Event()
+
+    async def hold_and_fail() -> None:
+        async with endpoints.slot("a:80"):
+            await release.wait()
+            endpoints.failed("a:80")
+
+    holders = [asyncio.create_task(hold_and_fail()) for _ in range(2)]
+    await asyncio.sleep(0)
+
+    async def wait_in_line() -> None:
+        async with endpoints.slot("a:80"):
+            pass
+
+    waiter = asyncio.create_task(wait_in_line())
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(*holders)
+    with pytest.raises(CallbackSkipped, match="circuit"):
+        await waiter
+
+
+async def test_a_slow_host_keeps_its_backlog_and_sheds_the_rest_while_others_answer() -> None:
+    clock = Clock()
+    endpoints = _endpoints(clock, backlog=2)
+    hang = asyncio.Event()
+
+    async def request(host: str) -> None:
+        async with endpoints.slot(host):
+            await hang.wait()
+
+    in_flight = [asyncio.create_task(request("slow:80")) for _ in range(2)]
+    waiting = [asyncio.create_task(request("slow:80")) for _ in range(4)]
+    await asyncio.sleep(0)
+    # Busy, not slow, as long as nothing is old: more may wait.
+    extra = asyncio.create_task(request("slow:80"))
+    await asyncio.sleep(0)
+    assert not extra.done()
+
+    clock.now += 1.0  # its requests are now old, and another host answers
+    async with endpoints.slot("fast:80"):
+        endpoints.succeeded("fast:80")
+    with pytest.raises(CallbackSkipped) as skipped:
+        async with endpoints.slot("slow:80"):
+            pass
+    assert skipped.value.reason == "backlog"
+    await asyncio.sleep(0)
+    # The newest waiters were shed; the oldest two keep their turn.
+    shed = [task for task in [*waiting, extra] if task.done()]
+    assert len(shed) == 3
+    assert all(isinstance(task.exception(), CallbackSkipped) for task in shed)
+    assert not any(task.done() for task in waiting[:2])
+    hang.set()
+    await asyncio.gather(*in_flight, *waiting[:2])
+
+
+async def test_a_lone_slow_host_is_not_shed_when_nobody_else_answers() -> None:
+    """With no other host answering, slowness may be the process's own: it only waits."""
+    clock = Clock()
+    endpoints = _endpoints(clock, backlog=1)
+    hang = asyncio.Event()
+
+    async def request() -> None:
+        async with endpoints.slot("a:80"):
+            await hang.wait()
+
+    tasks = [asyncio.create_task(request()) for _ in range(6)]
+    await asyncio.sleep(0)
+    clock.now += 5
+    endpoints.relieve()
+    late = asyncio.create_task(request())
+    await asyncio.sleep(0)
+    assert not any(task.done() for task in [*tasks, late])
+    hang.set()
+    await asyncio.gather(*tasks, late)
+
+
+async def test_slots_are_granted_in_order() -> None:
+    endpoints = _endpoints(Clock(), host_concurrency=1)
+    order: list[int] = []
+    gate = asyncio.Event()
+
+    async def request(n: int) -> None:
+        async with endpoints.slot("a:80"):
+            order.append(n)
+            await gate.wait()
+
+    tasks = [asyncio.create_task(request(n)) for n in range(5)]
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2, 3, 4]
