@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 from collections.abc import Sequence
@@ -46,9 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.sim import run_simulator
 
         configure_logging("INFO", role="simulator")
-        asyncio.run(
-            run_simulator(args.host, args.port, seed_records=args.records, change_rate=args.change_rate)
-        )
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(
+                run_simulator(args.host, args.port, seed_records=args.records, change_rate=args.change_rate)
+            )
         return 0
     try:
         settings = Settings()

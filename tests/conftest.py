@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
@@ -35,10 +36,29 @@ def kafka_bootstrap() -> str:
     return bootstrap
 
 
+_SESSION_UNIQUES: list[str] = []
+
+
 @pytest.fixture
 def unique() -> str:
     """A fresh suffix for topic names and transactional ids, so tests never see each other's data."""
-    return uuid.uuid4().hex[:10]
+    suffix = uuid.uuid4().hex[:10]
+    _SESSION_UNIQUES.append(suffix)
+    return suffix
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _drop_test_topics(kafka_bootstrap: str) -> AsyncIterator[None]:
+    """Delete the topics this session created, so a developer's broker does not fill up run after run."""
+    yield
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if any(u in t for u in _SESSION_UNIQUES)]
+        for start in range(0, len(ours), 100):
+            await admin.delete_topics(ours[start : start + 100])
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
