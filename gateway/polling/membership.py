@@ -4,7 +4,8 @@ Every poller replica joins one group on the instances topic. A replica polls the
 partitions it is assigned; the checkpoints topic is co-partitioned, so it owns their checkpoints too.
 On assignment it starts the partition's transactional writer (whose id fences any previous owner),
 reads the partition's checkpoints and instances to their end, then starts their pollers. On
-revocation it stops them, which aborts a transaction in flight.
+revocation it stops them, which aborts a transaction in flight. A writer whose producer was fenced
+takes its transactional id back only if the group coordinator still assigns it the partition.
 """
 
 from __future__ import annotations
@@ -13,24 +14,33 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
+from gateway.errors import PublishError
 from gateway.instances.model import Instance
 from gateway.kafka.compacted import read_table
-from gateway.kafka.transactions import PartitionWriter
-from gateway.metrics import PollingMetrics
+from gateway.kafka.topics import TopicAdmin
+from gateway.kafka.transactions import TransactionalWriter
+from gateway.metrics import ConsumerLag, PollingMetrics
 from gateway.polling.checkpoint import Checkpoint
 from gateway.polling.supervisor import PollerSupervisor
 
 logger = logging.getLogger(__name__)
 
+# How stale the group leader's view of the instances topic may get. A leader whose metadata did not
+# know the topic yet (just created on another broker, or a broker restarting) assigns every replica
+# nothing, and only a metadata refresh that finds the partitions makes it rebalance: with aiokafka's
+# default of five minutes, no instance was polled for that long.
+_METADATA_MAX_AGE_MS = 5000
+
 InstanceDecoder = Callable[[str, bytes | None], Instance | None]
-WriterFactory = Callable[[int, Callable[[], bool]], PartitionWriter]
+WriterFactory = Callable[[int, Callable[[], Awaitable[bool]]], TransactionalWriter]
 
 
 class _State(enum.Enum):
@@ -67,8 +77,11 @@ class PollerMembership:
         writer_factory: WriterFactory,
         decode_instance: InstanceDecoder,
         metrics: PollingMetrics,
+        admin: TopicAdmin,
+        consumer_lag: ConsumerLag | None = None,
     ) -> None:
         self._config = config
+        self._admin = admin
         self._supervisor = supervisor
         self._writer_factory = writer_factory
         self._decode = decode_instance
@@ -83,7 +96,9 @@ class PollerMembership:
             isolation_level="read_committed",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            metadata_max_age_ms=_METADATA_MAX_AGE_MS,
         )
+        self._lag = consumer_lag
         self._writers: dict[int, AsyncExitStack] = {}
         self._assignment: set[int] = set()  # what the group gave us; acquired one by one into _writers
         self._loading: dict[int, _Loading] = {}
@@ -99,6 +114,8 @@ class PollerMembership:
         if self._state is not _State.NEW:
             raise RuntimeError("a membership cannot be started twice")
         await self._consumer.start()
+        if self._lag is not None:
+            self._lag.track(self._config.group_id, self._consumer)
         self._consumer.subscribe([self._config.instances_topic], listener=_Listener(self))
         self._task = asyncio.create_task(self._consume(), name="poller-membership")
         self._state = _State.RUNNING
@@ -116,6 +133,8 @@ class PollerMembership:
         # what a rebalance under way may have handed us meanwhile.
         for partition in list(self._writers):
             await self._release(partition)
+        if self._lag is not None:
+            self._lag.forget(self._consumer)
         await self._consumer.stop()
         for partition in list(self._writers):
             await self._release(partition)
@@ -128,7 +147,7 @@ class PollerMembership:
             return
         stack = AsyncExitStack()
         writer = await stack.enter_async_context(
-            self._writer_factory(partition, lambda: partition in self._writers)
+            self._writer_factory(partition, partial(self._still_owned, partition))
         )
         tp = TopicPartition(self._config.instances_topic, partition)
         try:
@@ -150,6 +169,24 @@ class PollerMembership:
         self._loading[partition] = _Loading(end=end)
         self._metrics.partitions_owned.inc()
         logger.info("state partition assigned", extra={"partition": partition})
+
+    async def _still_owned(self, partition: int) -> bool:
+        """Whether the group coordinator assigns `partition` to this replica now. Asked before a fenced
+        producer is replaced, because the replacement fences whoever fenced it. A replica paused past
+        its session (a long GC pause, a frozen VM) resumes its polls before its next heartbeat tells
+        it that its partitions have moved: its own view of what it owns is stale until then."""
+        if partition not in self._assignment:
+            return False
+        try:
+            group = await self._admin.describe_group(self._config.group_id)
+        except PublishError:
+            return False
+        owned = (self._config.instances_topic, partition)
+        return (
+            group.state == "Stable"
+            and any(m.client_id == self._config.replica_id and owned in m.partitions for m in group.members)
+            and partition in self._assignment  # and no revocation began meanwhile
+        )
 
     async def _release(self, partition: int) -> None:
         self._loading.pop(partition, None)

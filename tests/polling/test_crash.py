@@ -9,177 +9,58 @@ simulator runs in the test process, and the tests read the log of requests it an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
-import socket
-import sys
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
+from aiokafka import AIOKafkaProducer
 
-from gateway.events import decode
 from gateway.sim import DEMO_USERS, Simulator
-from tests.conftest import ADMIN_TOKEN, ROOT, SECRET_KEY, wait_for
+from tests.conftest import ROOT, wait_for
+from tests.polling._processes import (
+    ACCOUNTS_URL,
+    GatewayProcess,
+    LiveChanges,
+    accounts_instance,
+    end_offsets,
+    gateway_env,
+    read_committed_to_end,
+    running,
+)
 
-ACCOUNTS_URL = "/api/data/v9.2/accounts"
 TOPIC_PARTITIONS = 3
 _LOCAL_BROKERS = ("localhost:9092", "127.0.0.1:9092")
 _KAFKA_SH = ROOT / ".ci" / "kafka.sh"
 _BROKER_PIDFILE = ROOT / ".cache" / "kafka" / "broker.pid"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+_USER, _PASSWORD = next(iter(DEMO_USERS.items()))
 
 
 def _gateway_env(bootstrap: str, unique: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("GATEWAY_")}
-    env.update(
-        GATEWAY_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-        GATEWAY_TOPIC_PREFIX=f"crash-{unique}",
-        GATEWAY_STATE_TOPIC_PREFIX=f"crash-{unique}-gw",
-        GATEWAY_STATE_PARTITIONS="2",
-        GATEWAY_TOPIC_PARTITIONS=str(TOPIC_PARTITIONS),
-        GATEWAY_API_HOST="127.0.0.1",
-        GATEWAY_API_PORT=str(_free_port()),
-        GATEWAY_METRICS_PORT=str(_free_port()),
-        GATEWAY_ADMIN_TOKEN=ADMIN_TOKEN,
-        GATEWAY_SECRET_KEY=SECRET_KEY,
-        GATEWAY_POLL_OVERLAP_SECONDS="5",
-        # A killed replica's partitions move once its session expires; 6 s is the broker's minimum.
-        GATEWAY_POLLER_SESSION_TIMEOUT_SECONDS="6",
-        GATEWAY_LOG_LEVEL="INFO",
-    )
-    return env
-
-
-@dataclass
-class _Gateway:
-    """`event-gateway run` as a child process, its output appended to `log`."""
-
-    env: Mapping[str, str]
-    log: Path
-    process: asyncio.subprocess.Process | None = field(default=None, init=False)
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.env['GATEWAY_API_PORT']}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.env['GATEWAY_METRICS_PORT']}"
-
-    async def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "gateway.cli",
-                "run",
-                env=dict(self.env),
-                cwd=ROOT,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        await wait_for(self._answers, within=30)
-
-    async def _answers(self) -> bool:
-        assert self.process is not None
-        assert self.process.returncode is None, f"the gateway exited:\n{self.tail()}"
-        try:
-            async with aiohttp.ClientSession() as http, http.get(f"{self.api_url}/healthz") as response:
-                return response.status == 200
-        except aiohttp.ClientError:
-            return False
-
-    async def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, the open transaction is left as it is."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGKILL)
-            await self.process.wait()
-
-    async def create_instance(self, body: dict[str, Any]) -> str:
-        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        async with (
-            aiohttp.ClientSession(headers=headers) as http,
-            http.post(f"{self.api_url}/instances", json=body) as response,
-        ):
-            payload = await response.json()
-            assert response.status == 201, payload
-            return str(payload["id"])
-
-    async def polls(self, outcome: str = "ok") -> float:
-        """`gateway_polls_total` of the accounts resource, from the process's /metrics."""
-        async with aiohttp.ClientSession() as http, http.get(f"{self.metrics_url}/metrics") as response:
-            text = await response.text()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == "gateway_polls_total" and sample.labels == {
-                    "resource": "accounts",
-                    "outcome": outcome,
-                }:
-                    return float(sample.value)
-        return 0.0
-
-    def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
-@contextlib.asynccontextmanager
-async def _running(gateway: _Gateway) -> AsyncIterator[_Gateway]:
-    try:
-        await gateway.start()
-        yield gateway
-    except BaseException:
-        print(f"--- gateway log ({gateway.log}) ---\n{gateway.tail()}")
-        raise
-    finally:
-        await gateway.kill()
+    return gateway_env(bootstrap, f"crash-{unique}", topic_partitions=str(TOPIC_PARTITIONS))
 
 
 def _accounts_instance(
     sim: Simulator, *, page_size: int, snapshot: bool, refresh_minutes: float
 ) -> dict[str, Any]:
-    """An instance polling only accounts, by change tracking."""
-    user, password = next(iter(DEMO_USERS.items()))
-    accounts: dict[str, Any] = {
-        "url": "/hubs/crm/accounts?where=fetchChanges='true'",
-        "idField": "id",
-        "pageSize": page_size,
-        "datesConfiguration": {
-            "updatedDateField": "attributes.modifiedon",
-            "updatedDateFormat": "milliseconds",
-            "createdDateField": "attributes.createdon",
-            "createdDateFormat": "milliseconds",
-        },
-    }
-    if snapshot:
-        accounts["snapshot"] = True
-    return {
-        "element": {"key": "dynamicscrmadfs"},
-        "configuration": {
-            "user.username": user,
-            "user.password": password,
-            "dynamics.base.url": sim.base_url,
-            "event.notification.enabled": "true",
-            "event.poller.refresh_interval": str(refresh_minutes),
-            "event.poller.configuration": {"accounts": accounts},
-        },
-        "tags": ["crash"],
-        "name": "crash",
-    }
+    return accounts_instance(
+        sim,
+        user=_USER,
+        password=_PASSWORD,
+        page_size=page_size,
+        snapshot=snapshot,
+        refresh_minutes=refresh_minutes,
+        name="crash",
+    )
+
+
+async def _end_offsets(bootstrap: str, topic: str, *, isolation: str) -> dict[int, int]:
+    return await end_offsets(bootstrap, topic, TOPIC_PARTITIONS, isolation=isolation)
+
+
+async def _read_committed_to_end(bootstrap: str, topic: str, *, within: float) -> list[dict[str, Any]]:
+    return await read_committed_to_end(bootstrap, topic, TOPIC_PARTITIONS, within=within)
 
 
 def _page_requests(sim: Simulator) -> int:
@@ -189,44 +70,6 @@ def _page_requests(sim: Simulator) -> int:
         for record in list(sim.requests)
         if record.path == ACCOUNTS_URL and "$skiptoken" in record.query and record.status == 200
     )
-
-
-async def _end_offsets(bootstrap: str, topic: str, *, isolation: str) -> dict[int, int]:
-    """Per partition: the high watermark (read_uncommitted) or the last stable offset (read_committed)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(TOPIC_PARTITIONS)]
-        ends = await consumer.end_offsets(partitions)
-    finally:
-        await consumer.stop()
-    return {tp.partition: offset for tp, offset in ends.items()}
-
-
-async def _read_committed_to_end(bootstrap: str, topic: str, *, within: float) -> list[dict[str, Any]]:
-    """Every event a read_committed consumer finds from the beginning up to the last stable offsets."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
-    await consumer.start()
-    events: list[dict[str, Any]] = []
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(TOPIC_PARTITIONS)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        async with asyncio.timeout(within):
-            while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-                batches = await consumer.getmany(*partitions, timeout_ms=200, max_records=10_000)
-                for batch in batches.values():
-                    events.extend(decode(r.value or b"", r.headers) for r in batch)
-    finally:
-        await consumer.stop()
-    return events
 
 
 async def test_sigkill_during_a_50000_record_poll_then_restart_publishes_each_record_once(
@@ -243,7 +86,7 @@ async def test_sigkill_during_a_50000_record_poll_then_restart_publishes_each_re
         topic = f"{env['GATEWAY_TOPIC_PREFIX']}.crm.accounts"
         body = _accounts_instance(sim, page_size=1000, snapshot=True, refresh_minutes=1 / 60)
 
-        async with _running(_Gateway(env, tmp_path / "first.log")) as first:
+        async with running(GatewayProcess(env, tmp_path / "first.log")) as (first,):
             await first.create_instance(body)
             await wait_for(lambda: _page_requests(sim) >= 10, within=60)
             await first.kill()
@@ -255,7 +98,7 @@ async def test_sigkill_during_a_50000_record_poll_then_restart_publishes_each_re
         assert sum(written.values()) > 0
         assert sum(stable.values()) == 0
 
-        async with _running(_Gateway(env, tmp_path / "second.log")) as second:
+        async with running(GatewayProcess(env, tmp_path / "second.log")) as (second,):
             # The restarted gateway resumes the stored instance from scratch (no checkpoint was
             # committed), commits the whole snapshot, then polls once more with the delta link.
             async def snapshot_committed_and_polled_again() -> bool:
@@ -297,41 +140,7 @@ async def _kafka_sh(command: str) -> None:
     assert process.returncode == 0, f"kafka.sh {command} failed:\n{output.decode(errors='replace')}"
 
 
-@dataclass
-class _Changes:
-    """A live source: new accounts and updates and deletes of existing ones, each row changed at most
-    once, so that no two changes can fold into one under change tracking."""
-
-    sim: Simulator
-    updatable: list[str]
-    deletable: list[str]
-    made: set[tuple[str, datetime]] = field(default_factory=set)  # (id, modifiedon)
-    deleted: set[str] = field(default_factory=set)
-
-    @property
-    def count(self) -> int:
-        return len(self.made) + len(self.deleted)
-
-    async def run(self, *, per_tick: int, limit: int) -> None:
-        while self.count < limit:
-            for _ in range(per_tick):
-                row = self.sim.state.upsert("accounts")
-                self.made.add((row["accountid"], _parse_time(row["modifiedon"])))
-                if self.updatable:
-                    row = self.sim.state.update("accounts", self.updatable.pop(), {"telephone1": "555-0100"})
-                    self.made.add((row["accountid"], _parse_time(row["modifiedon"])))
-            if self.deletable:
-                record_id = self.deletable.pop()
-                self.sim.state.delete("accounts", record_id)
-                self.deleted.add(record_id)
-            await asyncio.sleep(0.05)  # paces the source; nothing waits on it
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-Disruption = Callable[[_Gateway, _Changes], Awaitable[None]]
+Disruption = Callable[[GatewayProcess, LiveChanges], Awaitable[None]]
 
 
 async def _each_change_once_through(
@@ -340,13 +149,11 @@ async def _each_change_once_through(
     """Poll a live source by change tracking, `disrupt` the gateway while it runs, and check that a
     read_committed consumer sees each change once. Returns the number of failed polls."""
     async with Simulator(users=DEMO_USERS, seed=seed) as sim:
-        sim.state.bulk_load("accounts", 2000)
-        existing = sorted(sim.state.tables["accounts"].rows)
-        changes = _Changes(sim, updatable=existing[:1000], deletable=existing[1000:])
+        changes = LiveChanges.on_existing(sim, 2000)
         env = _gateway_env(bootstrap, unique)
         topic = f"{env['GATEWAY_TOPIC_PREFIX']}.crm.accounts"
         body = _accounts_instance(sim, page_size=50, snapshot=False, refresh_minutes=1 / 60)
-        async with _running(_Gateway(env, log)) as gateway:
+        async with running(GatewayProcess(env, log)) as (gateway,):
 
             async def polled(at_least: float) -> bool:
                 return await gateway.polls("ok") >= at_least
@@ -357,17 +164,12 @@ async def _each_change_once_through(
 
             await gateway.create_instance(body)
             await wait_for(lambda: polled(1), within=30)  # the baseline: existing rows are not emitted
-            source = asyncio.create_task(changes.run(per_tick=2, limit=3000))
-            try:
+            async with changes.flowing(per_tick=2, limit=3000):
                 await wait_for(committed, within=30)
                 await disrupt(gateway, changes)
                 # The gateway recovers by itself: polls succeed again while the source goes on.
                 recovered = await gateway.polls("ok") + 3
                 await wait_for(lambda: polled(recovered), within=60)
-            finally:
-                source.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await source
             # Every change is now in the source; two more polls publish the last ones, and would
             # publish any change a second time if the checkpoint were behind.
             settled = await gateway.polls("ok") + 2
@@ -375,15 +177,7 @@ async def _each_change_once_through(
             failed = await gateway.polls("failed")
             events = await _read_committed_to_end(bootstrap, topic, within=30)
 
-    assert len({e["id"] for e in events}) == len(events)
-    upserts = Counter(
-        (e["subject"], _parse_time(e["time"])) for e in events if e["type"] != "crm.accounts.deleted"
-    )
-    deletes = Counter(e["subject"] for e in events if e["type"] == "crm.accounts.deleted")
-    assert set(upserts) == changes.made
-    assert set(deletes) == changes.deleted
-    assert max(upserts.values()) == 1
-    assert max(deletes.values()) == 1
+    assert changes.discrepancies(events) == {}
     return failed
 
 
@@ -394,7 +188,7 @@ async def test_broker_restart_during_polling_publishes_each_change_once(
         pytest.skip("needs the local broker started by .ci/kafka.sh; a foreign cluster cannot be restarted")
     during_outage: list[int] = []
 
-    async def restart_broker(_gateway: _Gateway, changes: _Changes) -> None:
+    async def restart_broker(_gateway: GatewayProcess, changes: LiveChanges) -> None:
         before = changes.count
         try:
             await _kafka_sh("down")
@@ -426,7 +220,7 @@ async def test_a_fenced_poller_producer_is_replaced_and_each_change_is_published
 ) -> None:
     """A fenced producer can never begin another transaction; the gateway must replace it."""
 
-    async def fence(gateway: _Gateway, _changes: _Changes) -> None:
+    async def fence(gateway: GatewayProcess, _changes: LiveChanges) -> None:
         failed = await gateway.polls("failed")
         await _fence(kafka_bootstrap, gateway.env)
 
@@ -453,7 +247,7 @@ async def test_a_producer_fenced_in_the_middle_of_a_poll_is_replaced_and_the_pol
         env = _gateway_env(kafka_bootstrap, unique)
         topic = f"{env['GATEWAY_TOPIC_PREFIX']}.crm.accounts"
         body = _accounts_instance(sim, page_size=page_size, snapshot=True, refresh_minutes=1 / 60)
-        async with _running(_Gateway(env, tmp_path / "gateway.log")) as gateway:
+        async with running(GatewayProcess(env, tmp_path / "gateway.log")) as (gateway,):
             await gateway.create_instance(body)
             await wait_for(lambda: _page_requests(sim) >= 5, within=30)
             await _fence(kafka_bootstrap, env)
