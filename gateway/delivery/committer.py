@@ -11,8 +11,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from gateway.delivery.offsets import Windows
-from gateway.delivery.outputs import OutputWriter
+from gateway.delivery.outputs import write_outputs
 from gateway.errors import PublishError
+from gateway.kafka.transactions import TransactionalWriter
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ class Committer:
         self,
         *,
         consumer: AIOKafkaConsumer,
-        writer: OutputWriter,
+        writer: TransactionalWriter,
         windows: Windows,
         group_id: str,
         interval: float = 0.2,
@@ -53,7 +54,7 @@ class Committer:
             offsets = {tp: offset for tp, (offset, _count, _outputs) in plan.items()}
             outputs = [output for _offset, _count, outs in plan.values() for output in outs]
             if outputs:
-                await self._writer.write(outputs, offsets=offsets, group_id=self._group_id)
+                await write_outputs(self._writer, outputs, offsets=offsets, group_id=self._group_id)
             else:
                 try:
                     await self._consumer.commit(offsets)

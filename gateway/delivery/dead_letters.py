@@ -25,12 +25,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from gateway.delivery.layout import DeliveryTopics
-from gateway.delivery.outputs import Output, OutputWriter
+from gateway.delivery.outputs import DELIVERY_TRANSACTION_TIMEOUT_MS, Output, write_outputs
 from gateway.delivery.retry import AttemptRecord, Origin, Parked, history_from_json, history_to_json
 from gateway.events import STRUCTURED_CONTENT_TYPE, rfc3339
 from gateway.kafka.compacted import read_to_end
 from gateway.kafka.partitioning import state_partition
-from gateway.metrics import DeliveryMetrics
+from gateway.kafka.transactions import TransactionalWriter
+from gateway.metrics import DeliveryMetrics, KafkaMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -117,14 +118,17 @@ class DeadLetters:
         topics: DeliveryTopics,
         partitions: int,
         metrics: DeliveryMetrics,
+        kafka_metrics: KafkaMetrics,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._topics = topics
         self._partitions = partitions
         self._metrics = metrics
-        self._writer = OutputWriter(
+        self._writer = TransactionalWriter(
             bootstrap_servers=bootstrap_servers,
             transactional_id=f"{topics.state_prefix}-replay-{uuid.uuid4().hex[:12]}",
+            metrics=kafka_metrics,
+            transaction_timeout_ms=DELIVERY_TRANSACTION_TIMEOUT_MS,
         )
 
     async def __aenter__(self) -> DeadLetters:
@@ -200,7 +204,7 @@ class DeadLetters:
                     partition=state_partition(instance_id, self._partitions),
                 )
             )
-        await self._writer.write(outputs)
+        await write_outputs(self._writer, outputs)
         self._metrics.replays.inc(len(letters))
         logger.info(
             "replayed %d dead letters: %s",

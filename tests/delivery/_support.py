@@ -27,6 +27,7 @@ from gateway.instances import validate_instance
 from gateway.instances.model import Instance
 from gateway.kafka.compacted import read_to_end
 from gateway.kafka.topics import TopicAdmin, TopicNames
+from gateway.metrics import KafkaMetrics
 from gateway.settings import Settings
 from tests.conftest import wait_for
 from tests.instances.seed_examples import seed_bodies
@@ -197,6 +198,7 @@ async def delivering(
             admin=admin,
             instances=instances.get,
             registry=registry,
+            kafka_metrics=KafkaMetrics(registry),
             health=Health(),
             **kwargs,
         ) as deliverer,

@@ -5,7 +5,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.errors import PublishError
 from gateway.kafka.topics import TopicAdmin
-from gateway.kafka.transactions import PartitionWriter
+from gateway.kafka.transactions import TransactionalWriter
 from gateway.metrics import KafkaMetrics
 from tests.conftest import read_committed
 
@@ -14,7 +14,7 @@ class _Boom(Exception):
     pass
 
 
-async def _send_then_fail(writer: PartitionWriter, topic: str) -> None:
+async def _send_then_fail(writer: TransactionalWriter, topic: str) -> None:
     async with writer.transaction() as txn:
         await txn.send(topic, key=b"k", value=b"aborted")
         raise _Boom
@@ -27,7 +27,7 @@ async def test_committed_writes_are_visible_and_aborted_ones_are_not(
     async with TopicAdmin(bootstrap_servers=kafka_bootstrap, replication_factor=1) as admin:
         await admin.ensure(topic, partitions=1)
     metrics = KafkaMetrics(registry)
-    async with PartitionWriter(
+    async with TransactionalWriter(
         bootstrap_servers=kafka_bootstrap, transactional_id=f"test-{unique}", metrics=metrics
     ) as writer:
         async with writer.transaction() as txn:
@@ -49,10 +49,12 @@ async def test_a_second_writer_with_the_same_transactional_id_fences_the_first(
     metrics = KafkaMetrics(registry)
     txn_id = f"test-fence-{unique}"
     async with (
-        PartitionWriter(
+        TransactionalWriter(
             bootstrap_servers=kafka_bootstrap, transactional_id=txn_id, metrics=metrics
         ) as zombie,
-        PartitionWriter(bootstrap_servers=kafka_bootstrap, transactional_id=txn_id, metrics=metrics) as owner,
+        TransactionalWriter(
+            bootstrap_servers=kafka_bootstrap, transactional_id=txn_id, metrics=metrics
+        ) as owner,
     ):
         async with owner.transaction() as txn:
             await txn.send(topic, key=b"k", value=b"owner")
