@@ -11,6 +11,7 @@ help:
 	@echo "make demo        run the whole pipeline locally (Kafka, Dynamics simulator, gateway, sample receiver)"
 	@echo "make test        run the test suite against a local Kafka"
 	@echo "make lint        ruff check, ruff format --check, mypy --strict"
+	@echo "make helm-check  helm lint, render and kubeconform the chart, then its tests (builds the tools once)"
 	@echo "make kafka-up    start a single-node Kafka on localhost:9092"
 	@echo "make kafka-down  stop it"
 

@@ -33,12 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(settings: Settings, role: Role, instances: Path | None) -> None:
+async def _run(settings: Settings, role: Role, instances: Path | None) -> bool:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await run_until_stopped(settings, role=role, instances_path=instances, stop=stop)
+    return await run_until_stopped(settings, role=role, instances_path=instances, stop=stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, role=args.role)
     try:
-        asyncio.run(_run(settings, args.role, args.instances))
+        stopped_cleanly = asyncio.run(_run(settings, args.role, args.instances))
     except InstanceValidationError as exc:
         print("event-gateway: invalid declared instances:", file=sys.stderr)
         for problem in exc.problems:
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"event-gateway: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return 0 if stopped_cleanly else 1
 
 
 if __name__ == "__main__":

@@ -1,14 +1,34 @@
 """Prometheus metrics, grouped per stage. Each group registers into the registry it is given,
-so that tests can use a fresh CollectorRegistry and a process uses the default one."""
+so that tests can use a fresh CollectorRegistry and a process uses `process_registry()`."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from aiokafka.errors import KafkaError
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+
+def process_registry() -> CollectorRegistry:
+    """The registry of a gateway process: the standard process, platform and GC collectors, to which
+    each stage adds its own."""
+    registry = CollectorRegistry(auto_describe=True)
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    return registry
+
 
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -124,6 +144,69 @@ class PollingMetrics:
         )
 
 
+class _Consumer(Protocol):
+    """What the lag is computed from: the public, synchronous parts of an AIOKafkaConsumer."""
+
+    def assignment(self) -> Any: ...
+    def highwater(self, tp: Any) -> int | None: ...
+    def last_stable_offset(self, tp: Any) -> int | None: ...
+    def position(self, tp: Any) -> Any: ...
+
+
+def _position_now(consumer: _Consumer, tp: Any) -> int | None:
+    """The consumer's position in `tp`, if it knows it. aiokafka's `position()` is a coroutine only
+    because it may have to wait for an offset reset; when the position is known it returns without
+    suspending. It is stepped here instead of awaited, so that a scrape never waits: an unknown
+    position gives None, and the coroutine is closed before it waits for anything."""
+    step = consumer.position(tp)
+    try:
+        step.send(None)
+    except StopIteration as done:
+        return int(done.value)
+    except (KafkaError, RuntimeError):  # unassigned meanwhile; no running loop
+        return None
+    step.close()
+    return None
+
+
+class ConsumerLag(Collector):
+    """`gateway_kafka_consumer_lag`: records not yet read by this process's group consumers, per
+    partition assigned to them, computed at scrape time.
+
+    Lag is the partition's end as of the consumer's last fetch (the last stable offset for a
+    read_committed consumer, so that an open transaction's records do not count, else the high
+    watermark) minus the consumer's position. A partition not fetched yet has no sample.
+    """
+
+    def __init__(self) -> None:
+        self._consumers: dict[int, tuple[str, _Consumer]] = {}
+
+    def track(self, group: str, consumer: _Consumer) -> None:
+        self._consumers[id(consumer)] = (group, consumer)
+
+    def forget(self, consumer: _Consumer) -> None:
+        self._consumers.pop(id(consumer), None)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "gateway_kafka_consumer_lag",
+            "Records a consumer group of this process has yet to read, per assigned partition.",
+            labels=["group", "topic", "partition"],
+        )
+        for group, consumer in list(self._consumers.values()):
+            for tp in sorted(consumer.assignment()):
+                stable = consumer.last_stable_offset(tp)
+                end = stable if stable is not None and stable >= 0 else consumer.highwater(tp)
+                position = _position_now(consumer, tp)
+                if end is None or position is None:
+                    continue
+                family.add_metric([group, tp.topic, str(tp.partition)], max(end - position, 0))
+        yield family
+
+
+_PRODUCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
 class KafkaMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.transactions = Counter(
@@ -138,6 +221,14 @@ class KafkaMetrics:
             buckets=_DURATION_BUCKETS,
             registry=registry,
         )
+        self.produce_latency = Histogram(
+            "gateway_kafka_produce_seconds",
+            "From a send to the broker's acknowledgement, sampled on the first record of each transaction.",
+            buckets=_PRODUCE_BUCKETS,
+            registry=registry,
+        )
+        self.consumer_lag = ConsumerLag()
+        registry.register(self.consumer_lag)
 
 
 _DELAY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200, 21600, 86400, 259200)

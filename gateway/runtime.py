@@ -7,7 +7,9 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +30,8 @@ from gateway.instances.declared import load_declared_instances
 from gateway.instances.model import Instance
 from gateway.kafka.instance_log import Body, InstanceLog
 from gateway.kafka.topics import TopicAdmin, TopicNames
-from gateway.kafka.transactions import PartitionWriter
-from gateway.metrics import KafkaMetrics, PollingMetrics, SourceMetrics
+from gateway.kafka.transactions import TransactionalWriter
+from gateway.metrics import KafkaMetrics, PollingMetrics, SourceMetrics, process_registry
 from gateway.polling.membership import MembershipConfig, PollerMembership
 from gateway.polling.supervisor import PollerSupervisor
 from gateway.settings import Settings
@@ -101,10 +103,11 @@ async def start_gateway(
     registry: CollectorRegistry | None = None,
 ) -> AsyncIterator[Endpoints]:
     """Start every component of `role`; on exit stop them in reverse order."""
-    registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+    registry = registry if registry is not None else process_registry()
     topics = TopicNames(prefix=settings.topic_prefix, state_prefix=settings.state_topic_prefix)
     box = _secret_box(settings)
     health = Health()
+    kafka_metrics = KafkaMetrics(registry)
     bootstrap = settings.kafka_bootstrap_servers
     async with AsyncExitStack() as stack:
         admin = await stack.enter_async_context(
@@ -120,9 +123,11 @@ async def start_gateway(
             settings.metrics_port,
         )
 
-        membership = None
+        membership = supervisor = None
         if role in ("all", "poller"):
-            membership = await _start_pollers(stack, settings, topics, admin, registry, box)
+            membership, supervisor = await _start_pollers(
+                stack, settings, topics, admin, registry, kafka_metrics, box
+            )
             health.watch("partitions assigned", membership.assigned.is_set)
 
         instances: dict[str, Instance] = {}
@@ -161,13 +166,16 @@ async def start_gateway(
                     instances=instances.get,
                     revisions=revisions.get,
                     registry=registry,
+                    kafka_metrics=kafka_metrics,
                     health=health,
                 )
             )
             dead_letters = deliverer.dead_letters
         elif role == "api":
             dead_letters = await stack.enter_async_context(
-                open_dead_letters(settings, topics=topics, admin=admin, registry=registry)
+                open_dead_letters(
+                    settings, topics=topics, admin=admin, registry=registry, kafka_metrics=kafka_metrics
+                )
             )
 
         api_url = None
@@ -187,6 +195,10 @@ async def start_gateway(
                 dead_letters=dead_letters,
             )
             api_url = await _serve(stack, app, settings.api_host, settings.api_port)
+        # The shutdown, in this order: not ready; the pollers stop, aborting their open transactions;
+        # then the rest in reverse order, the deliverer draining its deliveries in flight.
+        if supervisor is not None:
+            stack.push_async_callback(supervisor.stop)
         stack.callback(setattr, health, "shutting_down", True)
         logger.info("gateway started", extra={"role": role, "api": api_url, "metrics": metrics_url})
         yield Endpoints(
@@ -200,10 +212,10 @@ async def _start_pollers(
     topics: TopicNames,
     admin: TopicAdmin,
     registry: CollectorRegistry,
+    kafka_metrics: KafkaMetrics,
     box: SecretBox,
-) -> PollerMembership:
+) -> tuple[PollerMembership, PollerSupervisor]:
     bootstrap = settings.kafka_bootstrap_servers
-    kafka_metrics = KafkaMetrics(registry)
     polling_metrics = PollingMetrics(registry, per_instance=settings.metrics_per_instance)
     session = await stack.enter_async_context(aiohttp.ClientSession())
     source_metrics = SourceMetrics(registry)
@@ -219,8 +231,8 @@ async def _start_pollers(
             replica_id=replica,
         )
 
-    def writer_for(partition: int, still_owned: Callable[[], bool]) -> PartitionWriter:
-        return PartitionWriter(
+    def writer_for(partition: int, still_owned: Callable[[], Awaitable[bool]]) -> TransactionalWriter:
+        return TransactionalWriter(
             bootstrap_servers=bootstrap,
             transactional_id=f"{settings.state_topic_prefix}-poller-{partition}",
             metrics=kafka_metrics,
@@ -253,15 +265,18 @@ async def _start_pollers(
         replica_id=replica,
         session_timeout_ms=int(settings.poller_session_timeout_seconds * 1000),
     )
-    return await stack.enter_async_context(
+    membership = await stack.enter_async_context(
         PollerMembership(
             config,
             supervisor=supervisor,
             writer_factory=writer_for,
             decode_instance=decode_instance,
             metrics=polling_metrics,
+            admin=admin,
+            consumer_lag=kafka_metrics.consumer_lag,
         )
     )
+    return membership, supervisor
 
 
 def _instance_or_none(instance_id: str, body: Mapping[str, object] | None) -> Instance | None:
@@ -279,6 +294,68 @@ def _instance_or_none(instance_id: str, body: Mapping[str, object] | None) -> In
 
 async def run_until_stopped(
     settings: Settings, *, role: Role, instances_path: Path | None, stop: asyncio.Event
-) -> None:
-    async with start_gateway(settings, role=role, instances_path=instances_path):
-        await stop.wait()
+) -> bool:
+    """Run the gateway until `stop` is set, then shut it down within GATEWAY_SHUTDOWN_TIMEOUT_SECONDS.
+
+    Returns whether it stopped cleanly. Past the bound, what still runs is logged and cancelled, and
+    the result is False; so is it when a step of the shutdown failed. Errors at startup are raised.
+    """
+    bound = settings.shutdown_timeout_seconds
+
+    async def lifetime() -> None:
+        async with start_gateway(settings, role=role, instances_path=instances_path):
+            await stop.wait()
+            logger.info("shutting down within %g s", bound)
+
+    gateway = asyncio.create_task(lifetime(), name="gateway")
+    signalled = asyncio.create_task(stop.wait(), name="gateway-stop")
+    try:
+        await asyncio.wait({gateway, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        signalled.cancel()
+    if gateway.done() and not stop.is_set():
+        gateway.result()  # it could not start, or crashed
+        return True
+    started = time.monotonic()
+    await asyncio.wait({gateway}, timeout=bound)
+    if not gateway.done():
+        logger.error(
+            "shutdown took longer than %g s; cancelling what has not stopped",
+            bound,
+            extra={"unfinished": _unfinished()},
+        )
+        await _cancel(gateway)
+        return False
+    if not gateway.cancelled() and (error := gateway.exception()) is not None:
+        logger.error("shutdown failed", exc_info=error)
+        return False
+    logger.info("stopped in %.1f s", time.monotonic() - started)
+    return True
+
+
+_CANCEL_GRACE_SECONDS = 5.0
+
+
+async def _cancel(gateway: asyncio.Task[None]) -> None:
+    """Cancel the shutdown where it is, and again wherever it goes next (each cleanup step awaits on
+    its own), until it ends or the grace is spent."""
+    deadline = time.monotonic() + _CANCEL_GRACE_SECONDS
+    while not gateway.done() and time.monotonic() < deadline:
+        gateway.cancel()
+        await asyncio.wait({gateway}, timeout=0.1)
+    if not gateway.done():
+        logger.error("the shutdown ignored its cancellation", extra={"unfinished": _unfinished()})
+
+
+def _unfinished() -> list[str]:
+    """The named tasks still running (pollers `poll-<instance>:<resource>`, deliveries
+    `deliver-<topic>-<partition>`, ...), counted by name, then how many unnamed ones."""
+    running = Counter(
+        task.get_name()
+        for task in asyncio.all_tasks()
+        if not task.done() and task is not asyncio.current_task()
+    )
+    named = [f"{name} x{count}" if count > 1 else name for name, count in sorted(running.items())]
+    unnamed = sum(count for name, count in running.items() if name.startswith("Task-"))
+    listed = [entry for entry in named if not entry.startswith("Task-")]
+    return [*listed, f"{unnamed} other tasks"] if unnamed else listed

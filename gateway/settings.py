@@ -139,6 +139,13 @@ class Settings(BaseSettings):
     signature_rotation_grace_seconds: float = Field(
         86400.0, ge=0, description="How long the replaced signing key keeps signing after a key change."
     )
+    shutdown_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "Bound of the graceful shutdown on SIGTERM; past it the rest is cancelled, exit status 1."
+        ),
+    )
 
     @field_validator("callback_allowed_networks", "retry_schedule", mode="before")
     @classmethod

@@ -41,7 +41,7 @@ def add_health_routes(app: web.Application, health: Health) -> None:
         payload = {
             "ready": health.ready,
             "shuttingDown": health.shutting_down,
-            "conditions": health.conditions,
+            "conditions": health.conditions(),
         }
         return json_response(payload, status=200 if health.ready else 503)
 

@@ -234,6 +234,7 @@ class DeliveryReader:
         """Let the deliveries in flight finish within `grace` seconds, then cancel the rest."""
         tasks = list(self._tasks)
         if tasks:
+            logger.info("waiting up to %g s for %d deliveries in flight", grace, len(tasks))
             _done, late = await asyncio.wait(tasks, timeout=grace)
             for task in late:
                 task.cancel()

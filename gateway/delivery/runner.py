@@ -14,7 +14,7 @@ where `instances` maps an instance id to the `Instance` validated from its lates
 invalid: absent) and `updated_dates` to that body's `updatedDate`, both kept by the InstanceLog
 listener. A role that serves the API without delivering uses `open_dead_letters` for the routes.
 
-Shutdown, in order: stop reading, let deliveries in flight finish within the request timeout,
+Shutdown, in order: stop reading, let deliveries in flight finish within `drain_grace`,
 cancel the rest, commit what finished, leave the group, stop the producers, close the session.
 """
 
@@ -40,13 +40,14 @@ from gateway.delivery.endpoints import Endpoints
 from gateway.delivery.handler import HandlerConfig, InstanceLookup, RecordHandler
 from gateway.delivery.layout import DeliveryTopics
 from gateway.delivery.offsets import Windows
-from gateway.delivery.outputs import OutputWriter
+from gateway.delivery.outputs import DELIVERY_TRANSACTION_TIMEOUT_MS
 from gateway.delivery.retry import RetryPolicy
 from gateway.delivery.ssrf import GuardedConnector
 from gateway.delivery.state import DisabledInstances, RevisionLookup
 from gateway.errors import PublishError
 from gateway.kafka.topics import TopicAdmin, TopicNames
-from gateway.metrics import DeliveryMetrics
+from gateway.kafka.transactions import TransactionalWriter
+from gateway.metrics import DeliveryMetrics, KafkaMetrics
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class Deliverer:
         layout: DeliveryTopics,
         instances: InstanceLookup,
         metrics: DeliveryMetrics,
+        kafka_metrics: KafkaMetrics,
         health: Health,
         revisions: RevisionLookup | None = None,
         unknown_instance_grace: float = 5.0,
@@ -100,6 +102,7 @@ class Deliverer:
         self._layout = layout
         self._instances = instances
         self._metrics = metrics
+        self._kafka_metrics = kafka_metrics
         self._health = health
         self._revisions = revisions
         self._unknown_instance_grace = unknown_instance_grace
@@ -115,6 +118,13 @@ class Deliverer:
         if self._dead_letters is None:
             raise RuntimeError("the deliverer is not running")
         return self._dead_letters
+
+    @property
+    def drain_grace(self) -> float:
+        """How long deliveries in flight may take to finish on exit: a request's timeout, but at most
+        half the shutdown bound, which leaves the other half to commit and close."""
+        settings = self._settings
+        return min(settings.delivery_timeout_seconds, settings.shutdown_timeout_seconds / 2)
 
     @property
     def pending(self) -> int:
@@ -161,11 +171,20 @@ class Deliverer:
         # transaction its previous life left open at once instead of after the transaction timeout.
         replica = settings.group_instance_id or uuid.uuid4().hex[:12]
         writer = await stack.enter_async_context(
-            OutputWriter(bootstrap_servers=bootstrap, transactional_id=f"{layout.group_id}-{replica}")
+            TransactionalWriter(
+                bootstrap_servers=bootstrap,
+                transactional_id=f"{layout.group_id}-{replica}",
+                metrics=self._kafka_metrics,
+                transaction_timeout_ms=DELIVERY_TRANSACTION_TIMEOUT_MS,
+            )
         )
         self._dead_letters = await stack.enter_async_context(
             DeadLetters(
-                bootstrap_servers=bootstrap, topics=layout, partitions=partitions, metrics=self._metrics
+                bootstrap_servers=bootstrap,
+                topics=layout,
+                partitions=partitions,
+                metrics=self._metrics,
+                kafka_metrics=self._kafka_metrics,
             )
         )
         consumer = AIOKafkaConsumer(
@@ -182,6 +201,8 @@ class Deliverer:
         )
         await consumer.start()
         stack.push_async_callback(consumer.stop)
+        self._kafka_metrics.consumer_lag.track(layout.group_id, consumer)
+        stack.callback(self._kafka_metrics.consumer_lag.forget, consumer)
         policy = retry_policy(settings)
         windows = Windows()
         self._committer = Committer(
@@ -259,7 +280,7 @@ class Deliverer:
                 except Exception as error:  # noqa: BLE001 - re-raised below, after the cleanup
                     crash = error
             if self._reader is not None:
-                await self._reader.drain(self._settings.delivery_timeout_seconds)
+                await self._reader.drain(self.drain_grace)
             if self._committer is not None:
                 try:
                     await self._committer.commit()
@@ -279,6 +300,7 @@ async def start_deliverer(
     admin: TopicAdmin,
     instances: InstanceLookup,
     registry: CollectorRegistry,
+    kafka_metrics: KafkaMetrics,
     health: Health,
     revisions: RevisionLookup | None = None,
     unknown_instance_grace: float = 5.0,
@@ -299,6 +321,7 @@ async def start_deliverer(
         layout=layout,
         instances=instances,
         metrics=metrics,
+        kafka_metrics=kafka_metrics,
         health=health,
         revisions=revisions,
         unknown_instance_grace=unknown_instance_grace,
@@ -308,7 +331,12 @@ async def start_deliverer(
 
 @asynccontextmanager
 async def open_dead_letters(
-    settings: Settings, *, topics: TopicNames, admin: TopicAdmin, registry: CollectorRegistry
+    settings: Settings,
+    *,
+    topics: TopicNames,
+    admin: TopicAdmin,
+    registry: CollectorRegistry,
+    kafka_metrics: KafkaMetrics,
 ) -> AsyncIterator[DeadLetters]:
     """The dead letters for a process that serves the API without delivering (role `api`). A process
     that also delivers uses `Deliverer.dead_letters`: both register the delivery metrics."""
@@ -320,5 +348,6 @@ async def open_dead_letters(
         topics=layout,
         partitions=settings.delivery_topic_partitions,
         metrics=metrics,
+        kafka_metrics=kafka_metrics,
     ) as dead_letters:
         yield dead_letters

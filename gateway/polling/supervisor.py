@@ -15,7 +15,8 @@ from gateway.events import Mode
 from gateway.instances.model import Instance
 from gateway.kafka.partitioning import state_partition
 from gateway.kafka.topics import TopicAdmin, TopicNames
-from gateway.kafka.transactions import PartitionWriter
+from gateway.kafka.transactions import TransactionalWriter
+from gateway.logs import task_context
 from gateway.metrics import PollingMetrics
 from gateway.polling.checkpoint import Checkpoint
 from gateway.polling.task import PollerPlacement, ResourcePoller
@@ -40,7 +41,7 @@ def checkpoint_key(instance_id: str, resource: str) -> str:
 class _Partition:
     """A state partition this replica owns: its writer, its checkpoints, and the instances it polls."""
 
-    writer: PartitionWriter
+    writer: TransactionalWriter
     checkpoints: dict[str, Checkpoint]
     pollers: dict[str, list[tuple[ResourcePoller, asyncio.Task[None]]]] = field(default_factory=dict)
 
@@ -80,6 +81,11 @@ class PollerSupervisor:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop every poller for good, aborting the transactions in flight. The first step of a
+        shutdown, before the deliverers drain; the exit does it again, finding nothing left."""
         self._state = _State.CLOSED
         for partition in list(self._partitions):
             await self.release(partition)
@@ -88,7 +94,9 @@ class PollerSupervisor:
         """The instances polled, by owned state partition."""
         return {p: sorted(owned.pollers) for p, owned in sorted(self._partitions.items())}
 
-    def acquire(self, partition: int, writer: PartitionWriter, checkpoints: Mapping[str, Checkpoint]) -> None:
+    def acquire(
+        self, partition: int, writer: TransactionalWriter, checkpoints: Mapping[str, Checkpoint]
+    ) -> None:
         """Take a state partition over; its instances are then applied one by one."""
         self._partitions[partition] = _Partition(writer=writer, checkpoints=dict(checkpoints))
 
@@ -128,7 +136,9 @@ class PollerSupervisor:
                 event_mode=self._event_mode,
             )
             self._metrics.checkpoint_ages.track(instance.id, resource.name, poller.committed_at)
-            task = asyncio.create_task(poller.run(), name=f"poll-{key}")
+            # Every line the poller logs, its source's included, names the instance and resource.
+            context = task_context(instance_id=instance.id, resource=resource.name)
+            task = asyncio.create_task(poller.run(), name=f"poll-{key}", context=context)
             task.add_done_callback(self._report_crash)
             started.append((poller, task))
         owned.pollers[instance.id] = started

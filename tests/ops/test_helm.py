@@ -195,6 +195,19 @@ def test_settings_come_from_the_configmap_and_secrets_from_the_secret(args: tupl
     assert len(secret_key) >= 32
 
 
+@pytest.mark.parametrize(
+    ("args", "bound"),
+    [
+        ((), "50"),
+        (("--set", "terminationGracePeriodSeconds=25"), "15"),
+        (("--set", "terminationGracePeriodSeconds=5"), "1"),
+        (("--set", "config.GATEWAY_SHUTDOWN_TIMEOUT_SECONDS=40"), "40"),
+    ],
+)
+def test_the_shutdown_bound_fits_in_the_pods_grace_period(args: tuple[str, ...], bound: str) -> None:
+    assert _config(render(*args))["GATEWAY_SHUTDOWN_TIMEOUT_SECONDS"] == bound
+
+
 def test_given_secret_values_are_used() -> None:
     secret = render(*FULL).one("Secret", "gw-event-gateway")
     assert base64.b64decode(secret["data"]["admin-token"]).decode() == "ci-admin-token-not-a-real-one"
