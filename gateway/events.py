@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -45,10 +45,7 @@ class ChangeEvent:
     @property
     def id(self) -> str:
         """Deterministic, so that re-polling the same change yields the same id."""
-        basis = "\x1f".join(
-            (self.instance_id, self.object_type, self.object_id, self.event_type, self.version)
-        )
-        return hashlib.sha256(basis.encode()).hexdigest()[:32]
+        return event_id(self.instance_id, self.object_type, self.object_id, self.event_type, self.version)
 
     @property
     def key(self) -> bytes:
@@ -60,47 +57,138 @@ class ChangeEvent:
         return f"{self.hub}.{self.object_type}.{self.event_type.lower()}"
 
     def data(self) -> dict[str, Any]:
-        return {
-            "eventType": self.event_type,
-            "objectType": self.object_type,
-            "objectId": self.object_id,
-            "elementKey": self.element_key,
-            "instanceId": self.instance_id,
-            "instanceName": self.instance_name,
-            "tags": list(self.tags),
-            "date": rfc3339(self.time_ms),
-            "raw": self.raw,
-        }
+        return EventEncoder.of(self).data(self.object_id, self.event_type, rfc3339(self.time_ms), self.raw)
 
     def attributes(self) -> dict[str, Any]:
-        attrs: dict[str, Any] = {
-            "specversion": SPEC_VERSION,
-            "id": self.id,
-            "source": f"/instances/{self.instance_id}",
-            "type": self.type,
-            "subject": self.object_id,
-            "time": rfc3339(self.time_ms),
-            "datacontenttype": "application/json",
-        }
-        if self.snapshot:
-            attrs["snapshot"] = True
-        return attrs
+        return EventEncoder.of(self).attributes(
+            self.object_id, self.event_type, rfc3339(self.time_ms), self.snapshot, self.id
+        )
+
+
+def event_id(instance_id: str, object_type: str, object_id: str, event_type: str, version: str) -> str:
+    basis = "\x1f".join((instance_id, object_type, object_id, event_type, version))
+    return hashlib.sha256(basis.encode()).hexdigest()[:32]
+
+
+_NAIVE_EPOCH = datetime(1970, 1, 1)  # naive: rfc3339 writes the Z
 
 
 def rfc3339(epoch_ms: int) -> str:
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # Integer arithmetic: the float of epoch_ms / 1000 misrounds milliseconds after the year 2255.
+    return (_NAIVE_EPOCH + timedelta(milliseconds=epoch_ms)).isoformat(timespec="milliseconds") + "Z"
 
 
 def encode(event: ChangeEvent, mode: Mode = "structured") -> tuple[bytes, Headers]:
     """The Kafka record value and headers of one event."""
-    if mode == "structured":
-        envelope = event.attributes()
-        envelope["data"] = event.data()
-        return orjson.dumps(envelope), [("content-type", STRUCTURED_CONTENT_TYPE)]
-    headers: Headers = [(f"ce_{name}", _header_value(value)) for name, value in event.attributes().items()]
-    headers.append(("content-type", b"application/json"))
-    return orjson.dumps(event.data()), headers
+    _key, value, headers = EventEncoder.of(event, mode).encode(
+        object_id=event.object_id,
+        event_type=event.event_type,
+        time_ms=event.time_ms,
+        version=event.version,
+        raw=event.raw,
+        snapshot=event.snapshot,
+    )
+    return value, headers
+
+
+class EventEncoder:
+    """Encodes the events of one instance x resource. What they share is worked out once, so that each
+    event costs its id, its date and one JSON serialisation; `encode(ChangeEvent(...))` uses it too."""
+
+    __slots__ = (
+        "_source",
+        "_type_prefix",
+        "element_key",
+        "instance_id",
+        "instance_name",
+        "mode",
+        "object_type",
+        "tags",
+    )
+
+    def __init__(
+        self,
+        *,
+        instance_id: str,
+        instance_name: str,
+        element_key: str,
+        tags: Sequence[str],
+        hub: str,
+        object_type: str,
+        mode: Mode = "structured",
+    ) -> None:
+        self.instance_id = instance_id
+        self.instance_name = instance_name
+        self.element_key = element_key
+        self.tags = tuple(tags)
+        self.object_type = object_type
+        self.mode = mode
+        self._source = f"/instances/{instance_id}"
+        self._type_prefix = f"{hub}.{object_type}."
+
+    @classmethod
+    def of(cls, event: ChangeEvent, mode: Mode = "structured") -> EventEncoder:
+        return cls(
+            instance_id=event.instance_id,
+            instance_name=event.instance_name,
+            element_key=event.element_key,
+            tags=event.tags,
+            hub=event.hub,
+            object_type=event.object_type,
+            mode=mode,
+        )
+
+    def encode(
+        self,
+        *,
+        object_id: str,
+        event_type: str,
+        time_ms: int,
+        version: str,
+        raw: Mapping[str, Any],
+        snapshot: bool = False,
+    ) -> tuple[bytes, bytes, Headers]:
+        """The Kafka key, value and headers of one event: what `encode` gives for the same ChangeEvent."""
+        key = f"{self.instance_id}:{object_id}".encode()
+        moment = rfc3339(time_ms)
+        identity = event_id(self.instance_id, self.object_type, object_id, event_type, version)
+        envelope = self.attributes(object_id, event_type, moment, snapshot, identity)
+        data = self.data(object_id, event_type, moment, raw)
+        if self.mode == "structured":
+            envelope["data"] = data
+            return key, orjson.dumps(envelope), [("content-type", STRUCTURED_CONTENT_TYPE)]
+        headers: Headers = [(f"ce_{name}", _header_value(value)) for name, value in envelope.items()]
+        headers.append(("content-type", b"application/json"))
+        return key, orjson.dumps(data), headers
+
+    def attributes(
+        self, object_id: str, event_type: str, moment: str, snapshot: bool, identity: str
+    ) -> dict[str, Any]:
+        attrs: dict[str, Any] = {
+            "specversion": SPEC_VERSION,
+            "id": identity,
+            "source": self._source,
+            "type": self._type_prefix + event_type.lower(),
+            "subject": object_id,
+            "time": moment,
+            "datacontenttype": "application/json",
+        }
+        if snapshot:
+            attrs["snapshot"] = True
+        return attrs
+
+    def data(self, object_id: str, event_type: str, moment: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "eventType": event_type,
+            "objectType": self.object_type,
+            "objectId": object_id,
+            "elementKey": self.element_key,
+            "instanceId": self.instance_id,
+            "instanceName": self.instance_name,
+            "tags": list(self.tags),
+            "date": moment,
+            "raw": raw,
+        }
 
 
 def _header_value(value: Any) -> bytes:

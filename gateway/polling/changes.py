@@ -5,13 +5,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.instances.model import DatesConfiguration, ResourceConfig
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLISECOND = timedelta(milliseconds=1)
 
 
 class EventType(enum.StrEnum):
@@ -53,7 +49,8 @@ def _getter(path: str) -> tuple[str, ...]:
 def _lookup(record: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
     value: Any = record
     for key in keys:
-        if not isinstance(value, Mapping):
+        # Records are dicts; the exact type test spares the slower ABC check on the hot path.
+        if type(value) is not dict and not isinstance(value, Mapping):
             return None
         value = value.get(key)
     return value
@@ -92,11 +89,10 @@ class ChangeReader:
         if fmt is None:
             return None
         try:
-            moment = fmt.parse(value, tz)
+            # Integer arithmetic: float timestamps round 1700000000123 ms down to ...122.
+            return fmt.parse_ms(value, tz)
         except ValueError:
             return None
-        # Integer arithmetic: float timestamps round 1700000000123 ms down to ...122.
-        return (moment - _EPOCH) // _MILLISECOND
 
 
 def deleted(object_id: str) -> Change:

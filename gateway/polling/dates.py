@@ -53,6 +53,10 @@ class DateFormat(ABC):
     def format(self, moment: datetime, tz: ZoneInfo) -> str:
         """Render the aware datetime `moment`, in `tz` for patterns."""
 
+    def parse_ms(self, value: object, tz: ZoneInfo) -> int:
+        """`parse`, as epoch milliseconds rounded down; integer arithmetic, so no float rounding."""
+        return (self.parse(value, tz) - _EPOCH) // _MILLISECOND
+
 
 def compile_date_format(spec: str) -> DateFormat:
     """Compile `milliseconds`, `seconds`, `microseconds` or a SimpleDateFormat pattern."""
@@ -71,6 +75,10 @@ def parse_zone(name: str) -> ZoneInfo:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+# The epoch milliseconds of the first and last representable millisecond (years 1 and 9999).
+_MIN_MS = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _MILLISECOND
+_MAX_MS = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _MILLISECOND
 _EPOCH_UNITS = {
     "milliseconds": timedelta(milliseconds=1),
     "seconds": timedelta(seconds=1),
@@ -111,6 +119,12 @@ class _EpochFormat(DateFormat):
                 f"{_preview(value)} is not a valid {self.spec} timestamp", value=value, spec=self.spec
             ) from exc
         raise DateValueError(f"{_preview(value)} is not a number of {self.spec}", value=value, spec=self.spec)
+
+    def parse_ms(self, value: object, tz: ZoneInfo) -> int:
+        # The hot path of polling: integer milliseconds need no datetime at all.
+        if type(value) is int and self.spec == "milliseconds" and _MIN_MS <= value <= _MAX_MS:
+            return value
+        return (self.parse(value, tz) - _EPOCH) // _MILLISECOND
 
     def format(self, moment: datetime, tz: ZoneInfo) -> str:
         _require_aware(moment, self.spec)

@@ -7,16 +7,16 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gateway.errors import GatewayError
-from gateway.events import ChangeEvent, Mode, encode
+from gateway.events import EventEncoder, Mode
 from gateway.instances.model import Instance, ResourceConfig
 from gateway.kafka.topics import TopicAdmin, TopicNames
-from gateway.kafka.transactions import PartitionWriter, Transaction
+from gateway.kafka.transactions import Record, Transaction, TransactionalWriter
 from gateway.metrics import PollingMetrics
 from gateway.polling.changes import Change, ChangeReader, Skipped, deleted
 from gateway.polling.checkpoint import Checkpoint, WindowFilter
@@ -49,7 +49,7 @@ class PollOutcome:
 class _LazyTransaction:
     """Begins the Kafka transaction on the first write: a poll with nothing new costs no transaction."""
 
-    def __init__(self, writer: PartitionWriter, stack: AsyncExitStack) -> None:
+    def __init__(self, writer: TransactionalWriter, stack: AsyncExitStack) -> None:
         self._writer = writer
         self._stack = stack
         self._txn: Transaction | None = None
@@ -67,7 +67,7 @@ class ResourcePoller:
         instance: Instance,
         resource: ResourceConfig,
         source: Source,
-        writer: PartitionWriter,
+        writer: TransactionalWriter,
         admin: TopicAdmin,
         topics: TopicNames,
         placement: PollerPlacement,
@@ -96,6 +96,15 @@ class ResourcePoller:
         self._reader = ChangeReader(resource)
         self._committed_at: float | None = None
         self._event_topic = topics.events(resource.hub, resource.object_type)
+        self._encoder = EventEncoder(
+            instance_id=instance.id,
+            instance_name=instance.name,
+            element_key=instance.element_key,
+            tags=instance.tags,
+            hub=resource.hub,
+            object_type=resource.object_type,
+            mode=event_mode,
+        )
 
     @property
     def checkpoint(self) -> Checkpoint | None:
@@ -132,7 +141,6 @@ class ResourcePoller:
         started = time.perf_counter()
         started_at = self._clock()
         checkpoint = self._current_checkpoint()
-        await self._admin.ensure(self._event_topic, partitions=self._topic_partitions)
         async with self._limiter, AsyncExitStack() as stack:
             txn = _LazyTransaction(self._writer, stack)
             outcome = await self._drain(checkpoint, txn)
@@ -218,23 +226,23 @@ class ResourcePoller:
     async def _publish(
         self, txn: Transaction, changes: list[Change], *, cursor: str | None, snapshot: bool
     ) -> None:
-        instance = self.instance
+        # Only a poll with something to publish needs the topic: a set lookup once it is known, and a
+        # poll that finds nothing (most of them) asks the cluster nothing.
+        await self._admin.ensure(self._event_topic, partitions=self._topic_partitions)
+        await txn.send_many(self._event_topic, self._records(changes, cursor=cursor, snapshot=snapshot))
+
+    def _records(self, changes: list[Change], *, cursor: str | None, snapshot: bool) -> Iterator[Record]:
+        """The Kafka records of `changes`: what `encode` gives for each one's ChangeEvent, with its key."""
+        encode = self._encoder.encode
         seen_ms = int(self._clock() * 1000)
         for change in changes:
-            event = ChangeEvent(
-                instance_id=instance.id,
-                instance_name=instance.name,
-                element_key=instance.element_key,
-                tags=instance.tags,
-                hub=self.resource.hub,
-                object_type=self.resource.object_type,
+            updated_ms = change.updated_ms
+            yield encode(
                 object_id=change.object_id,
                 event_type=change.event_type.value,
-                time_ms=seen_ms if change.updated_ms is None else change.updated_ms,
+                time_ms=seen_ms if updated_ms is None else updated_ms,
                 # A delete has no updated date; the cursor it was read from identifies it across re-polls.
-                version=str(cursor) if change.updated_ms is None else str(change.updated_ms),
+                version=str(cursor) if updated_ms is None else str(updated_ms),
                 raw=change.record,
                 snapshot=snapshot,
             )
-            value, headers = encode(event, self._event_mode)
-            await txn.send(self._event_topic, key=event.key, value=value, headers=headers)

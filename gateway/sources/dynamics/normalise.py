@@ -25,6 +25,10 @@ def epoch_millis(value: str) -> int | None:
     """
     if not (_SHORTEST <= len(value) <= _LONGEST and value[10] == "T" and value[4] == "-"):
         return None
+    return _zoned_millis(value)
+
+
+def _zoned_millis(value: str) -> int | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:  # shaped like a date-time but not one, such as month 13
@@ -38,21 +42,38 @@ def normalise(row: dict[str, Any], primary_key: str) -> Record:
     """One row as a record; `id` is None when the row lacks its primary key, which the poller skips.
 
     Every key holding `@` is an OData annotation (column names never contain one), so all are dropped
-    except the row's `@odata.etag`, kept as the record's `etag`.
+    except the row's `@odata.etag`, kept as the record's `etag`. `row` itself is left as it was.
     """
-    attributes: dict[str, Any] = {}
+    return _adopt(dict(row), primary_key)
+
+
+def _adopt(row: dict[str, Any], primary_key: str) -> Record:
+    """`normalise`, with `row` itself becoming the attributes: its dates are converted and its annotations
+    deleted in place, which spares a copy of every row of a page."""
+    record: Record = {"id": row.get(primary_key), "attributes": row}
+    annotations: list[str] | None = None
     for key, value in row.items():
         if "@" in key:
-            continue
-        if type(value) is str:
-            millis = epoch_millis(value)
+            if annotations is None:
+                annotations = [key]
+            else:
+                annotations.append(key)
+        # epoch_millis's shape check, inline: most values are not date-times, and a call costs more.
+        elif (
+            type(value) is str
+            and _SHORTEST <= len(value) <= _LONGEST
+            and value[10] == "T"
+            and value[4] == "-"
+        ):
+            millis = _zoned_millis(value)
             if millis is not None:
-                value = millis
-        attributes[key] = value
-    record: Record = {"id": row.get(primary_key), "attributes": attributes}
-    etag = row.get("@odata.etag")
-    if etag is not None:
-        record["etag"] = etag
+                row[key] = millis  # a new value for a key changes no dict's size: safe while iterating
+    if annotations is not None:
+        etag = row.get("@odata.etag")
+        for key in annotations:
+            del row[key]
+        if etag is not None:
+            record["etag"] = etag
     return record
 
 
@@ -68,7 +89,8 @@ def normalise_page(
     """The records and the deleted ids of one page's `value` list.
 
     Only change tracking returns tombstones, so other pages skip that check. Raises ValueError for a row
-    that is not an object, or a tombstone without an id.
+    that is not an object, or a tombstone without an id. The rows are taken over: each becomes its
+    record's attributes, changed in place (a page is parsed for this call and read by nothing else).
     """
     records: list[Record] = []
     deleted: list[str] = []
@@ -81,5 +103,5 @@ def normalise_page(
                 raise ValueError("a $deletedEntity row has no id")
             deleted.append(str(deleted_id))
         else:
-            records.append(normalise(row, primary_key))
+            records.append(_adopt(row, primary_key))
     return records, deleted
