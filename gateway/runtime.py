@@ -193,6 +193,7 @@ async def start_gateway(
                 health=health,
                 poller_group=poller_group,
                 dead_letters=dead_letters,
+                callback_allowed_networks=settings.callback_allowed_networks,
             )
             api_url = await _serve(stack, app, settings.api_host, settings.api_port)
         # The shutdown, in this order: not ready; the pollers stop, aborting their open transactions;

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from gateway.runtime import resolve_admin_token
 from gateway.settings import Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -85,3 +86,17 @@ def test_secrets_are_not_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     shown = repr(Settings())
     assert "admin-token-value" not in shown
     assert "k" * 40 not in shown
+
+
+def test_without_an_admin_token_one_is_generated_into_a_private_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    token_file = tmp_path / "secrets" / "admin-token"
+    settings = Settings(admin_token_file=token_file)
+    with caplog.at_level("WARNING"):
+        token = resolve_admin_token(settings)
+    assert len(token) >= 32
+    assert token_file.read_text().strip() == token
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert str(token_file) in caplog.text
+    assert token not in caplog.text

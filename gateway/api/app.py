@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiohttp import web
 
 from gateway.api.auth import bearer_auth
 from gateway.api.cluster import PollerGroup, add_cluster_routes
 from gateway.api.deliveries import add_delivery_routes
 from gateway.api.health import Health, add_health_routes
-from gateway.api.instances import INSTANCE_LOG, add_routes
+from gateway.api.instances import CALLBACK_NETWORKS, INSTANCE_LOG, add_routes
 from gateway.api.openapi import add_openapi_route, openapi_document
 from gateway.api.responses import problems_middleware
 from gateway.delivery.dead_letters import DeadLetters
 from gateway.kafka.instance_log import InstanceLog
+from gateway.settings import IPNetwork
 
 
 def create_api_app(
@@ -22,11 +25,13 @@ def create_api_app(
     health: Health,
     poller_group: PollerGroup,
     dead_letters: DeadLetters,
+    callback_allowed_networks: Sequence[IPNetwork] = (),
 ) -> web.Application:
     app = web.Application(
         middlewares=[bearer_auth(admin_token), problems_middleware], client_max_size=1024 * 1024
     )
     app[INSTANCE_LOG] = instance_log
+    app[CALLBACK_NETWORKS] = tuple(callback_allowed_networks)
     add_routes(app)
     add_cluster_routes(app, poller_group)
     add_delivery_routes(app, dead_letters)

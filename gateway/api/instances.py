@@ -11,20 +11,38 @@ import orjson
 from aiohttp import web
 
 from gateway.api.responses import RequestProblem, json_response
-from gateway.errors import Problem
+from gateway.delivery.ssrf import check_callback_url
+from gateway.errors import CallbackRefused, Problem
 from gateway.instances import (
     MASK,
     PREVIOUS_SIGNATURE_KEY,
     SECRET_KEYS,
     SIGNATURE_KEY,
     SIGNATURE_ROTATED_AT,
+    ValidatedInstance,
     apply_patch,
     mask_body,
     validate_instance,
 )
 from gateway.kafka.instance_log import Body, InstanceLog
+from gateway.settings import IPNetwork
 
 INSTANCE_LOG = web.AppKey("instance_log", InstanceLog)
+CALLBACK_NETWORKS: web.AppKey[tuple[IPNetwork, ...]] = web.AppKey("callback_networks")
+_CALLBACK_URL_PATH = "$.configuration['event.notification.callback.url']"
+
+
+def _validated(request: web.Request, body: Any, instance_id: str) -> ValidatedInstance:
+    """The shared validator, then the SSRF guard's save-time check of the callback URL."""
+    validated = validate_instance(body, instance_id=instance_id)
+    callback_url = validated.instance.notification.callback_url
+    allowed: tuple[IPNetwork, ...] = request.app[CALLBACK_NETWORKS]
+    if callback_url is not None:
+        try:
+            check_callback_url(callback_url, allowed)
+        except CallbackRefused as refused:
+            raise RequestProblem(400, [Problem(_CALLBACK_URL_PATH, str(refused))]) from refused
+    return validated
 
 
 def _now() -> str:
@@ -76,7 +94,7 @@ def _remember_rotated_signature_key(before: Body, after: dict[str, Any]) -> None
 async def create_instance(request: web.Request) -> web.Response:
     body = await _read_json(request)
     instance_id = str(uuid.uuid4())
-    validated = validate_instance(body, instance_id=instance_id)
+    validated = _validated(request, body, instance_id)
     now = _now()
     stored = {**body, "id": instance_id, "createdDate": now, "updatedDate": now}
     await request.app[INSTANCE_LOG].put(instance_id, stored)
@@ -102,7 +120,7 @@ async def patch_instance(request: web.Request) -> web.Response:
     merged = apply_patch(body, _without_echoed_masks(patch))
     _remember_rotated_signature_key(body, merged)
     merged.update(id=instance_id, createdDate=body.get("createdDate"), updatedDate=_now())
-    validated = validate_instance(merged, instance_id=instance_id)
+    validated = _validated(request, merged, instance_id)
     await request.app[INSTANCE_LOG].put(instance_id, merged)
     return json_response(_public(merged, validated.warnings))
 

@@ -129,3 +129,38 @@ async def test_a_restarted_gateway_resumes_its_instances(
         ):
             assert response.status == 200
             assert (await response.json())["name"] == "seed-2016"
+
+
+@pytest.mark.parametrize(
+    "callback",
+    [
+        "http://10.0.0.5/hook",
+        "http://169.254.169.254/latest",
+        "http://[::ffff:127.0.0.1]:8080/",
+        "http://localhost/x",
+    ],
+)
+async def test_a_callback_to_a_private_address_is_refused_when_saved(
+    api: aiohttp.ClientSession, simulator: Simulator, callback: str
+) -> None:
+    body = seed_instance("2016", simulator)
+    body["configuration"]["event.notification.callback.url"] = callback
+    async with api.post("/instances", json=body) as response:
+        assert response.status == 400
+        (problem,) = (await response.json())["errors"]
+    assert problem["path"] == "$.configuration['event.notification.callback.url']"
+    assert "GATEWAY_CALLBACK_ALLOWED_NETWORKS" in problem["message"]
+
+
+async def test_a_new_signature_key_keeps_the_previous_one_for_the_rotation(
+    api: aiohttp.ClientSession, simulator: Simulator
+) -> None:
+    body = seed_instance("2016", simulator)
+    body["configuration"]["event.notification.signature.key"] = "first-key"
+    instance_id = await create(api, body)
+    patch = {"configuration": {"event.notification.signature.key": "second-key"}}
+    async with api.patch(f"/instances/{instance_id}", json=patch) as response:
+        assert response.status == 200
+        configuration = (await response.json())["configuration"]
+    assert configuration["event.notification.signature.previous.key"] == "********"
+    assert configuration["event.notification.signature.rotated.at"] > 0
