@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from gateway.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -118,9 +119,7 @@ class CompactedTopicTable:
     ) -> None:
         self._state = _State.CLOSED
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         await self._consumer.stop()
 
     async def wait_until(self, partition: int, offset: int) -> None:

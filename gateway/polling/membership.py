@@ -11,7 +11,6 @@ takes its transactional id back only if the group coordinator still assigns it t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable
@@ -30,6 +29,7 @@ from gateway.kafka.transactions import TransactionalWriter
 from gateway.metrics import ConsumerLag, PollingMetrics
 from gateway.polling.checkpoint import Checkpoint
 from gateway.polling.supervisor import PollerSupervisor
+from gateway.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -126,9 +126,7 @@ class PollerMembership:
     ) -> None:
         self._state = _State.CLOSED
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         # Stop polling before leaving the group, so that no successor overlaps with us; then release
         # what a rebalance under way may have handed us meanwhile.
         for partition in list(self._writers):

@@ -4,7 +4,6 @@ and as state partitions are assigned to this replica or taken away from it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from gateway.metrics import PollingMetrics
 from gateway.polling.checkpoint import Checkpoint
 from gateway.polling.task import PollerPlacement, ResourcePoller
 from gateway.sources.base import Source
+from gateway.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -147,11 +147,8 @@ class PollerSupervisor:
 
     async def _stop(self, owned: _Partition, instance_id: str) -> None:
         running = owned.pollers.pop(instance_id, [])
-        for _poller, task in running:
-            task.cancel()
-        for poller, task in running:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*(task for _poller, task in running))
+        for poller, _task in running:
             self._metrics.checkpoint_ages.forget(instance_id, poller.resource.name)
             # Keep the newest committed position for a reconfigured instance.
             if poller.checkpoint is not None:
