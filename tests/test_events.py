@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jsonschema
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.events import ChangeEvent, EventDecodeError, Mode, decode, encode
+from gateway.events import ChangeEvent, EventDecodeError, EventEncoder, Mode, decode, encode, rfc3339
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parent.parent / "schemas" / "change-event.schema.json").read_text()
@@ -66,3 +67,33 @@ def test_foreign_records_raise_a_decode_error(value: bytes) -> None:
     except EventDecodeError:
         return
     assert decoded["specversion"] == "1.0"
+
+
+@given(st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999))
+def test_the_time_is_exact_to_the_millisecond(epoch_ms: int) -> None:
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=epoch_ms)
+    assert rfc3339(epoch_ms) == moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize("mode", ["structured", "binary"])
+def test_the_encoder_of_a_resource_gives_each_event_its_key_and_its_encoding(mode: Mode) -> None:
+    event = _event(snapshot=True)
+    encoder = EventEncoder(
+        instance_id=event.instance_id,
+        instance_name=event.instance_name,
+        element_key=event.element_key,
+        tags=event.tags,
+        hub=event.hub,
+        object_type=event.object_type,
+        mode=mode,
+    )
+    key, value, headers = encoder.encode(
+        object_id=event.object_id,
+        event_type=event.event_type,
+        time_ms=event.time_ms,
+        version=event.version,
+        raw=event.raw,
+        snapshot=True,
+    )
+    assert (key, value, headers) == (event.key, *encode(event, mode))
+    assert decode(value, headers)["id"] == event.id

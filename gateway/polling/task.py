@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -25,6 +26,7 @@ from gateway.sources.base import FetchRequest, Source, SourcePage
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+_CURSOR_STORE_SECONDS = 3600.0  # how long a fresh cursor alone may wait before it is committed
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,10 @@ class _LazyTransaction:
             self._txn = await self._stack.enter_async_context(self._writer.transaction())
         return self._txn
 
+    @property
+    def begun(self) -> bool:
+        return self._txn is not None
+
 
 class ResourcePoller:
     def __init__(
@@ -86,7 +92,9 @@ class ResourcePoller:
         self._admin = admin
         self._topics = topics
         self._placement = placement
-        self._checkpoint = checkpoint
+        self._checkpoint = checkpoint  # where the next poll starts
+        self._stored = checkpoint  # the last one committed to Kafka, where a successor would start
+        self._stored_at = -math.inf  # when, by the clock; unknown for one read at start
         self._overlap_ms = int(overlap_seconds * 1000)
         self._topic_partitions = topic_partitions
         self._metrics = metrics
@@ -96,6 +104,11 @@ class ResourcePoller:
         self._reader = ChangeReader(resource)
         self._committed_at: float | None = None
         self._event_topic = topics.events(resource.hub, resource.object_type)
+        # What every poll needs, worked out once: most polls find nothing, so these are most of their cost.
+        self._polls_ok = metrics.polls.labels(resource.name, "ok")
+        self._poll_duration = metrics.poll_duration.labels(resource.name)
+        self._records_fetched = metrics.records_fetched.labels(resource.name)
+        self._static_url = None if resource.url.has_placeholders else resource.url.source
         self._encoder = EventEncoder(
             instance_id=instance.id,
             instance_name=instance.name,
@@ -141,24 +154,49 @@ class ResourcePoller:
         started = time.perf_counter()
         started_at = self._clock()
         checkpoint = self._current_checkpoint()
+        stored = False
         async with self._limiter, AsyncExitStack() as stack:
             txn = _LazyTransaction(self._writer, stack)
             outcome = await self._drain(checkpoint, txn)
-            if outcome.checkpoint != self._checkpoint:
+            if self._must_store(outcome.checkpoint, published=txn.begun, now=started_at):
                 await (await txn.get()).send(
                     self._topics.checkpoints,
                     key=self._placement.checkpoint_key.encode(),
                     value=outcome.checkpoint.to_json(),
                     partition=self._placement.state_partition,
                 )
-        # Only a committed transaction moves the checkpoint in memory.
+                stored = True
+        # Only a poll that completed (and committed, if it wrote) moves the checkpoint in memory.
         self._checkpoint = outcome.checkpoint
+        if stored:
+            self._stored, self._stored_at = outcome.checkpoint, started_at
         self._committed_at = started_at
         for (object_type, event_type), count in outcome.published.items():
             self._metrics.events_published.labels(object_type, event_type).inc(count)
-        self._metrics.polls.labels(self.resource.name, "ok").inc()
-        self._metrics.poll_duration.labels(self.resource.name).observe(time.perf_counter() - started)
+        self._polls_ok.inc()
+        self._poll_duration.observe(time.perf_counter() - started)
         return outcome
+
+    def _must_store(self, after: Checkpoint, *, published: bool, now: float) -> bool:
+        """Whether a poll commits its checkpoint. One that published must, with its events. So must one
+        that moved anything but the change-tracking cursor, or the first cursor. A poll whose only news
+        is a fresh cursor (every change-tracking answer carries one, with or without changes) may leave
+        the stored cursor be for up to `_CURSOR_STORE_SECONDS`, far inside the source's retention of
+        cursors (7 days for Dataverse): a successor resuming from the stored one re-reads nothing,
+        since every poll after it found nothing. This keeps a Kafka transaction off the empty poll."""
+        stored = self._stored
+        if after == stored:
+            return False
+        if published or stored is None or stored.cursor is None or after.cursor is None:
+            return True
+        if (after.started_ms, after.url, after.watermark_ms, after.seen) != (
+            stored.started_ms,
+            stored.url,
+            stored.watermark_ms,
+            stored.seen,
+        ):
+            return True
+        return now - self._stored_at >= _CURSOR_STORE_SECONDS
 
     def _current_checkpoint(self) -> Checkpoint:
         template = self.resource.url.source
@@ -168,12 +206,14 @@ class ResourcePoller:
 
     async def _drain(self, checkpoint: Checkpoint, txn: _LazyTransaction) -> PollOutcome:
         window = WindowFilter(checkpoint, self._overlap_ms)
-        rendered_from = window.checkpoint.window_start_ms(self._overlap_ms) - int(
-            self.resource.poll_delay * 1000
-        )
-        url = self.resource.url.render(
-            datetime.fromtimestamp(rendered_from / 1000, tz=UTC), self.instance.timezone
-        )
+        url = self._static_url
+        if url is None:
+            rendered_from = window.checkpoint.window_start_ms(self._overlap_ms) - int(
+                self.resource.poll_delay * 1000
+            )
+            url = self.resource.url.render(
+                datetime.fromtimestamp(rendered_from / 1000, tz=UTC), self.instance.timezone
+            )
         request = FetchRequest(resource=self.resource, url=url, cursor=checkpoint.cursor)
         published: Counter[tuple[str, str]] = Counter()
         skipped = 0
@@ -205,7 +245,7 @@ class ResourcePoller:
     def _changes(self, page: SourcePage, window: WindowFilter, *, tracked: bool) -> tuple[list[Change], int]:
         changes: list[Change] = []
         skipped = 0
-        self._metrics.records_fetched.labels(self.resource.name).inc(len(page.records))
+        self._records_fetched.inc(len(page.records))
         for record in page.records:
             change = self._reader.read(record)
             if isinstance(change, Skipped):

@@ -467,3 +467,32 @@ def test_compile_raises_only_date_format_error(spec: str) -> None:
         return
     assert failure.spec == spec
     assert failure.position is None or 0 <= failure.position < len(spec)
+
+
+# ---- epoch milliseconds, the hot path of polling ---------------------------------------------------
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("spec", ["milliseconds", "seconds", "microseconds", "yyyy-MM-dd'T'HH:mm:ss'Z'"])
+@given(
+    value=st.one_of(
+        st.integers(),
+        st.integers(min_value=-62_135_596_800_001, max_value=253_402_300_800_000),
+        st.booleans(),
+        st.floats(),
+        st.text(max_size=24),
+    )
+)
+def test_parse_ms_is_parse_in_epoch_milliseconds(spec: str, value: object) -> None:
+    date_format = compile_date_format(spec)
+    try:
+        expected: int | None = (date_format.parse(value, UTC_ZONE) - _EPOCH) // timedelta(milliseconds=1)
+    except DateValueError:
+        expected = None
+    try:
+        got: int | None = date_format.parse_ms(value, UTC_ZONE)
+    except DateValueError:
+        got = None
+    assert got == expected
