@@ -70,3 +70,16 @@ helm-check: $(STAMP)
 	  done; \
 	done
 	$(BIN)/pytest -q -p no:cacheprovider tests/ops
+
+# Benchmarks (#7): ingest, delivery, latency, idle scale and a profile, against the local Kafka and the
+# simulator, each beside a baseline measured in the same run. Prints the table and merges the results into
+# bench/results/<UTC date>.json. BENCH_ARGS: e.g. --quick, or --only ingest,delivery. Outside `make test`,
+# which smoke-tests every benchmark at a tiny size (tests/bench). Profiles use py-spy when it is installed
+# in the venv (.venv/bin/pip install py-spy), else cProfile.
+BENCH_ARGS ?=
+
+bench: $(STAMP) kafka-up
+	$(BIN)/ruff check bench tests/bench
+	$(BIN)/ruff format --check bench tests/bench
+	$(BIN)/mypy bench tests/bench
+	$(BIN)/python -m bench $(BENCH_ARGS)

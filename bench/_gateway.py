@@ -18,10 +18,6 @@ from gateway.kafka.instance_log import InstanceLog
 from gateway.kafka.topics import TopicNames
 
 ADMIN_TOKEN = "bench-admin-token"
-# A replica takes its state partitions over one after the other, about a second each, inside the rebalance
-# listener, which sends no heartbeats: with the default 12 partitions that outlasts the default 10 s session,
-# and the broker drops the replica again and again. A longer session keeps the benchmarks out of that loop.
-SESSION_TIMEOUT_SECONDS = "30"
 SECRET_KEY = "bench-secret-key-that-is-long-enough-0123456789"
 
 
@@ -51,7 +47,6 @@ class Gateway(Child):
             "GATEWAY_METRICS_PORT": str(self.metrics_port),
             "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
             "GATEWAY_SECRET_KEY": SECRET_KEY,
-            "GATEWAY_POLLER_SESSION_TIMEOUT_SECONDS": SESSION_TIMEOUT_SECONDS,
             **(settings or {}),
         }
         argv = ["-m", "gateway.cli", "run", "--role", role]

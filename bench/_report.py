@@ -94,6 +94,8 @@ def table(results: Iterable[Result]) -> str:
     for result in results:
         baseline = "" if result.baseline is None else _figure(result.baseline, result.unit)
         ratio = "" if result.ratio is None else f"{result.ratio:.2f}"
+        if not result.checks:  # no target: the rate it ran at
+            rows.append((result.name, "rate", _figure(result.rate, result.unit), baseline, ratio, "", ""))
         for index, check in enumerate(result.checks):
             first = index == 0
             rows.append(

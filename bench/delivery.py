@@ -52,7 +52,6 @@ from gateway.settings import Settings
 
 TARGET_RATE = 3_000.0
 TARGET_RATIO = 0.6
-STATE_PARTITIONS = 12
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +59,8 @@ class DeliveryConfig:
     events: int = 50_000
     topic_partitions: int = 3
     max_seconds: float = 300.0
+    state_partitions: int = 12  # the deployment default; the smoke test uses fewer
+    gateway_settings: tuple[tuple[str, str], ...] = ()  # GATEWAY_* overrides, for diagnostic runs only
 
 
 async def run(
@@ -85,9 +86,9 @@ async def _run(
 
     await create_topics(bootstrap, [event_topic], partitions=partitions)
     async with TopicAdmin(bootstrap_servers=bootstrap, replication_factor=1) as admin:
-        await admin.ensure(f"{prefix}-gw.instances", partitions=STATE_PARTITIONS, compacted=True)
+        await admin.ensure(f"{prefix}-gw.instances", partitions=config.state_partitions, compacted=True)
     body = instance_body(instance_id, "http://127.0.0.1:1", callback_url=f"{receiver_url}/hooks")
-    await put_instances(bootstrap, prefix, [body], state_partitions=STATE_PARTITIONS)
+    await put_instances(bootstrap, prefix, [body], state_partitions=config.state_partitions)
     batch = messages(count, instance_id=instance_id)
     await _load(bootstrap, event_topic, batch)
     bodies_file = log_dir / "delivery-bodies.bin"
@@ -139,8 +140,9 @@ async def _run(
             role="deliverer",
             settings={
                 "GATEWAY_TOPIC_PARTITIONS": str(partitions),
-                "GATEWAY_STATE_PARTITIONS": str(STATE_PARTITIONS),
+                "GATEWAY_STATE_PARTITIONS": str(config.state_partitions),
                 "GATEWAY_CALLBACK_ALLOWED_NETWORKS": "127.0.0.0/8",
+                **dict(config.gateway_settings),
             },
             python=profile.python_prefix() if profile else (sys.executable,),
         )
@@ -197,7 +199,12 @@ async def _run(
                 ),
             },
         },
-        config={"events": count, "topic_partitions": partitions, "host_concurrency": concurrency},
+        config={
+            "events": count,
+            "topic_partitions": partitions,
+            "host_concurrency": concurrency,
+            "gateway_settings": dict(config.gateway_settings),
+        },
         notes=[
             "receiver, gateway (role deliverer) and baseline client each in their own process",
             "start: the first webhook received; end: the deliverer group's committed offsets cover "

@@ -34,7 +34,6 @@ from bench._report import Check, Result
 TARGET_CPU_MS = 0.5
 TARGET_RSS_MB = 300.0
 GROWTH_TOLERANCE = 1.2
-STATE_PARTITIONS = 12
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +43,7 @@ class IdleConfig:
     windows: tuple[float, ...] = (60.0, 120.0, 60.0)  # seconds, per step
     refresh_seconds: float = 60.0
     max_warmup_seconds: float = 300.0
+    state_partitions: int = 12  # the deployment default; the smoke test uses fewer
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,16 +171,16 @@ async def _step(
         log_dir=log_dir,
         bootstrap=bootstrap,
         prefix=prefix,
-        settings={"GATEWAY_STATE_PARTITIONS": str(STATE_PARTITIONS), "GATEWAY_LOG_LEVEL": "WARNING"},
+        settings={"GATEWAY_STATE_PARTITIONS": str(config.state_partitions), "GATEWAY_LOG_LEVEL": "WARNING"},
         python=profile.python_prefix() if profile else (sys.executable,),
     )
     bodies = [
         instance_body(f"idle-{prefix}-{i}", sim_url, refresh_seconds=config.refresh_seconds)
         for i in range(instances)
     ]
-    async with running(gateway, owns_partitions(gateway, STATE_PARTITIONS)):
+    async with running(gateway, owns_partitions(gateway, config.state_partitions)):
         started = time.monotonic()
-        await put_instances(bootstrap, prefix, bodies, state_partitions=STATE_PARTITIONS)
+        await put_instances(bootstrap, prefix, bodies, state_partitions=config.state_partitions)
         total = instances * len(RESOURCES)
 
         async def all_polled() -> bool:

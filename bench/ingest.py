@@ -33,7 +33,6 @@ from bench._report import Check, Result
 
 TARGET_RATE = 20_000.0
 TARGET_RATIO = 0.5
-STATE_PARTITIONS = 12
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +41,7 @@ class IngestConfig:
     topic_partitions: int = 3
     page_size: int = 5000
     max_seconds: float = 300.0  # bound on the poll, and on each baseline
+    state_partitions: int = 12  # the deployment default; the smoke test uses fewer
 
 
 async def run(
@@ -106,7 +106,7 @@ async def _run(
         prefix=prefix,
         settings={
             "GATEWAY_TOPIC_PARTITIONS": str(partitions),
-            "GATEWAY_STATE_PARTITIONS": str(STATE_PARTITIONS),
+            "GATEWAY_STATE_PARTITIONS": str(config.state_partitions),
         },
         python=profile.python_prefix() if profile else (sys.executable,),
     )
@@ -118,7 +118,7 @@ async def _run(
             loaded = await response.json()
         if loaded.get("count") != count:
             raise RuntimeError(f"the simulator holds {loaded} rows, not {count}")
-        async with running(gateway, owns_partitions(gateway, STATE_PARTITIONS)):
+        async with running(gateway, owns_partitions(gateway, config.state_partitions)):
             watch = OffsetWatch.of_topic(bootstrap, event_topic, partitions, interval=0.02)
             instance_id = f"ingest-{prefix}"
             body = instance_body(
@@ -131,7 +131,7 @@ async def _run(
             )
             async with watching(watch), profile.window(gateway.pid) if profile else contextlib.nullcontext():
                 cpu = CpuMeter({"gateway": gateway.pid, "simulator": simulator.pid, **broker_pid()})
-                await put_instances(bootstrap, prefix, [body], state_partitions=STATE_PARTITIONS)
+                await put_instances(bootstrap, prefix, [body], state_partitions=config.state_partitions)
                 # One poll is one transaction: its commit adds one marker to each partition.
                 finished = await watch.wait_for(
                     lambda lso: sum(lso.values()) >= count + partitions, within=config.max_seconds

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import statistics
 import time
 import uuid
@@ -42,7 +43,6 @@ from gateway.events import decode
 from gateway.sim import ENTITY_SETS
 
 TARGET_P99_MS = 50.0
-STATE_PARTITIONS = 12
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +54,8 @@ class LatencyConfig:
     topic_partitions: int = 3
     sample_interval: float = 0.005
     gateway_settings: tuple[tuple[str, str], ...] = ()  # GATEWAY_* overrides, for diagnostic runs only
+    split: bool = False  # pollers and deliverer in two processes (roles poller, deliverer), not one (all)
+    state_partitions: int = 12  # the deployment default; the smoke test uses fewer
 
 
 async def run(config: LatencyConfig, *, bootstrap: str, log_dir: Path) -> Result:
@@ -79,18 +81,23 @@ async def _run(config: LatencyConfig, *, bootstrap: str, log_dir: Path, prefix: 
     receiver = Child(
         "latency-receiver", ["-m", "bench._receiver", "--port", str(receiver_port)], log_dir=log_dir
     )
+    settings = {
+        "GATEWAY_TOPIC_PARTITIONS": str(partitions),
+        "GATEWAY_STATE_PARTITIONS": str(config.state_partitions),
+        "GATEWAY_CALLBACK_ALLOWED_NETWORKS": "127.0.0.0/8",
+        **dict(config.gateway_settings),
+    }
+    role = "poller" if config.split else "all"
     gateway = Gateway(
-        "latency-gateway",
+        "latency-gateway", log_dir=log_dir, bootstrap=bootstrap, prefix=prefix, role=role, settings=settings
+    )
+    deliverer = Gateway(
+        "latency-deliverer",
         log_dir=log_dir,
         bootstrap=bootstrap,
         prefix=prefix,
-        role="all",
-        settings={
-            "GATEWAY_TOPIC_PARTITIONS": str(partitions),
-            "GATEWAY_STATE_PARTITIONS": str(STATE_PARTITIONS),
-            "GATEWAY_CALLBACK_ALLOWED_NETWORKS": "127.0.0.0/8",
-            **dict(config.gateway_settings),
-        },
+        role="deliverer",
+        settings=settings,
     )
     watch = OffsetWatch(
         bootstrap, [TopicPartition(t, p) for t in topics for p in range(partitions)], config.sample_interval
@@ -102,26 +109,30 @@ async def _run(config: LatencyConfig, *, bootstrap: str, log_dir: Path, prefix: 
     async with (
         running(simulator, answers(f"{sim_url}/_sim/tables")),
         running(receiver, answers(f"{receiver_url}/_stats")),
-        running(gateway, owns_partitions(gateway, STATE_PARTITIONS)),
+        running(gateway, owns_partitions(gateway, config.state_partitions)),
+        running(deliverer, answers(f"{deliverer.metrics_url}/healthz"))
+        if config.split
+        else contextlib.nullcontext(deliverer),
         watching(watch),
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
     ):
-        await put_instances(bootstrap, prefix, [body], state_partitions=STATE_PARTITIONS)
+        await put_instances(bootstrap, prefix, [body], state_partitions=config.state_partitions)
         await _settle(gateway, within=60)  # every resource has read its change-tracking baseline
-        settings = {"rate": config.rate, "tables": list(ENTITY_SETS)}
-        async with http.post(f"{sim_url}/_sim/generator", json=settings) as response:
+        generator = {"rate": config.rate, "tables": list(ENTITY_SETS)}
+        async with http.post(f"{sim_url}/_sim/generator", json=generator) as response:
             response.raise_for_status()
         loop = asyncio.get_running_loop()
         await asyncio.sleep(config.warmup_seconds)
         window_start = loop.time(), time.time()
-        cpu = CpuMeter({"gateway": gateway.pid, "simulator": simulator.pid, "receiver": receiver.pid})
+        pids = {"gateway": gateway.pid, "simulator": simulator.pid, "receiver": receiver.pid}
+        cpu = CpuMeter({**pids, "deliverer": deliverer.pid} if config.split else pids)
         await asyncio.sleep(config.measure_seconds)
         window = (window_start[1], time.time())
         cpu_seconds = cpu.seconds()
         async with http.delete(f"{sim_url}/_sim/generator") as response:
             generated = (await response.json())["changes"]
         # Let what was generated reach the receiver, then read every event back.
-        published = await _drain(gateway, receiver_url, within=60)
+        published = await _drain(gateway, receiver_url, settle=config.refresh_seconds * 1.1 + 1.0, within=60)
         async with http.get(f"{receiver_url}/_hits") as response:
             hits = await response.json()
     records = [r for topic in topics for r in await read_committed(bootstrap, topic, expect=0, within=2)]
@@ -137,13 +148,13 @@ async def _settle(gateway: Gateway, *, within: float) -> None:
     await until(polled, every=0.2, within=within, what="every resource's first poll")
 
 
-async def _drain(gateway: Gateway, receiver_url: str, *, within: float) -> float:
+async def _drain(gateway: Gateway, receiver_url: str, *, settle: float, within: float) -> float:
     """Wait until the polls stop finding changes and the receiver has every event; the events published."""
     published, received, previous = 0.0, 0, -1.0
     try:
         async with asyncio.timeout(within), aiohttp.ClientSession() as http:
             while True:
-                await asyncio.sleep(2.5)  # longer than a refresh interval and its jitter
+                await asyncio.sleep(settle)  # longer than a refresh interval and its jitter
                 published = (await gateway.metrics()).total("gateway_events_published_total")
                 async with http.get(f"{receiver_url}/_stats") as response:
                     received = (await response.json())["count"]
@@ -245,6 +256,7 @@ def _result(
             "resources": len(RESOURCES),
             "sample_interval_ms": config.sample_interval * 1000,
             "gateway_settings": dict(config.gateway_settings),
+            "processes": "poller + deliverer" if config.split else "one (role all)",
         },
         notes=[
             "one gateway process (role all: pollers and deliverer), simulator and receiver in their own",

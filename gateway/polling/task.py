@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from gateway.errors import GatewayError
@@ -104,11 +104,6 @@ class ResourcePoller:
         self._reader = ChangeReader(resource)
         self._committed_at: float | None = None
         self._event_topic = topics.events(resource.hub, resource.object_type)
-        # What every poll needs, worked out once: most polls find nothing, so these are most of their cost.
-        self._polls_ok = metrics.polls.labels(resource.name, "ok")
-        self._poll_duration = metrics.poll_duration.labels(resource.name)
-        self._records_fetched = metrics.records_fetched.labels(resource.name)
-        self._static_url = None if resource.url.has_placeholders else resource.url.source
         self._encoder = EventEncoder(
             instance_id=instance.id,
             instance_name=instance.name,
@@ -173,8 +168,8 @@ class ResourcePoller:
         self._committed_at = started_at
         for (object_type, event_type), count in outcome.published.items():
             self._metrics.events_published.labels(object_type, event_type).inc(count)
-        self._polls_ok.inc()
-        self._poll_duration.observe(time.perf_counter() - started)
+        self._metrics.polls.labels(self.resource.name, "ok").inc()
+        self._metrics.poll_duration.labels(self.resource.name).observe(time.perf_counter() - started)
         return outcome
 
     def _must_store(self, after: Checkpoint, *, published: bool, now: float) -> bool:
@@ -189,12 +184,7 @@ class ResourcePoller:
             return False
         if published or stored is None or stored.cursor is None or after.cursor is None:
             return True
-        if (after.started_ms, after.url, after.watermark_ms, after.seen) != (
-            stored.started_ms,
-            stored.url,
-            stored.watermark_ms,
-            stored.seen,
-        ):
+        if replace(after, cursor=stored.cursor) != stored:
             return True
         return now - self._stored_at >= _CURSOR_STORE_SECONDS
 
@@ -206,14 +196,12 @@ class ResourcePoller:
 
     async def _drain(self, checkpoint: Checkpoint, txn: _LazyTransaction) -> PollOutcome:
         window = WindowFilter(checkpoint, self._overlap_ms)
-        url = self._static_url
-        if url is None:
-            rendered_from = window.checkpoint.window_start_ms(self._overlap_ms) - int(
-                self.resource.poll_delay * 1000
-            )
-            url = self.resource.url.render(
-                datetime.fromtimestamp(rendered_from / 1000, tz=UTC), self.instance.timezone
-            )
+        rendered_from = window.checkpoint.window_start_ms(self._overlap_ms) - int(
+            self.resource.poll_delay * 1000
+        )
+        url = self.resource.url.render(
+            datetime.fromtimestamp(rendered_from / 1000, tz=UTC), self.instance.timezone
+        )
         request = FetchRequest(resource=self.resource, url=url, cursor=checkpoint.cursor)
         published: Counter[tuple[str, str]] = Counter()
         skipped = 0
@@ -245,7 +233,7 @@ class ResourcePoller:
     def _changes(self, page: SourcePage, window: WindowFilter, *, tracked: bool) -> tuple[list[Change], int]:
         changes: list[Change] = []
         skipped = 0
-        self._records_fetched.inc(len(page.records))
+        self._metrics.records_fetched.labels(self.resource.name).inc(len(page.records))
         for record in page.records:
             change = self._reader.read(record)
             if isinstance(change, Skipped):
