@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,8 +36,10 @@ from gateway.instances.model import Notification
 USER_AGENT = f"event-gateway/{__version__}"
 THROTTLING_STATUSES = frozenset({429, 502, 503, 504})
 _DRAIN_BYTES = 64 * 1024  # read this much of an answer so the connection can be reused
+_NO_SESSION_TIMEOUT = aiohttp.ClientTimeout(total=None)  # `send` bounds the whole attempt itself
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every attempt, of a handful of callback URLs
 def callback_host(url: str) -> str:
     """`host:port` of a callback URL: what logs, limits and circuit breakers name."""
     parsed = URL(url)
@@ -85,9 +88,9 @@ async def send(
             session.post(
                 request.url,
                 data=request.body,
-                headers=dict(request.headers),
+                headers=request.headers,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=None),
+                timeout=_NO_SESSION_TIMEOUT,
             ) as response,
         ):
             await response.content.read(_DRAIN_BYTES)

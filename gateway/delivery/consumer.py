@@ -3,7 +3,8 @@
 Records of a partition are handled concurrently, not one after the other, so that a hanging
 endpoint holds back only its own events; `offsets.py` keeps the commits in order. Flow control:
 - at most `max_pending` records are being handled at once; reading waits beyond that, and asks
-  the endpoints to shed the waiting events of slow hosts (`Endpoints.relieve`);
+  the endpoints to shed the waiting events of slow hosts (`Endpoints.relieve`), until an eighth of
+  them has finished: records are then read in batches, not one per finished delivery;
 - a partition whose window of uncommitted records reaches `window_cap` is paused until its
   commits catch up;
 - a retry tier partition whose head record is not due yet is rewound to it and paused until then.
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 _MAX_FETCH_WAIT_MS = 500
 _FULL_WAIT_SECONDS = 0.1
+_REFILL_SHARE = 8  # reading resumes when this share of max_pending is free
 _GAUGES_EVERY_SECONDS = 1.0
 
 
@@ -73,6 +75,7 @@ class DeliveryReader:
         self._policy = policy
         self._metrics = metrics
         self._max_pending = max_pending
+        self._resume_at = max_pending - max(max_pending // _REFILL_SHARE, 1)
         self._window_cap = max(16 * max_pending, 1024)
         self._revoke_grace = revoke_grace
         self._relieve = relieve
@@ -96,7 +99,7 @@ class DeliveryReader:
             if self._crash is not None:
                 raise self._crash
             self._progress.clear()
-            if len(self._tasks) >= self._max_pending:
+            if len(self._tasks) > self._resume_at:
                 self._relieve()  # a slow host's waiting events must not keep everyone else's out
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(_FULL_WAIT_SECONDS):
@@ -157,13 +160,15 @@ class DeliveryReader:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
-        self._progress.set()
+        if len(self._tasks) <= self._resume_at:
+            self._progress.set()
         if task.cancelled():
             return
         exc = task.exception()
         if exc is not None and self._crash is None:
             logger.error("a delivery task crashed: %s", task.get_name(), exc_info=exc)
             self._crash = exc
+            self._progress.set()
 
     def _resume_ready(self) -> None:
         now_ms = int(self._clock() * 1000)

@@ -166,7 +166,16 @@ class Deliverer:
         connector = GuardedConnector(
             allowed=settings.callback_allowed_networks, limit=settings.delivery_concurrency
         )
-        session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector, trust_env=False))
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(
+                connector=connector,
+                trust_env=False,
+                # A receiver's cookies must not ride along on the next webhook, to it or to another
+                # instance's receiver on the same host; nor does a webhook negotiate its answer.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("Accept", "Accept-Encoding"),
+            )
+        )
         # A replica with a stable identity gets a stable transactional id, so its restart aborts a
         # transaction its previous life left open at once instead of after the transaction timeout.
         replica = settings.group_instance_id or uuid.uuid4().hex[:12]

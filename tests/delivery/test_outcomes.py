@@ -234,3 +234,25 @@ async def test_pending_deliveries_of_a_deleted_instance_are_dropped_and_counted(
     assert [hit.webhook_id for hit in receiver.hits] == [parked.id]  # the retry was not attempted
     assert sample(registry, "gateway_delivery_attempts_total", outcome="throttled", status_class="5xx") == 1
     assert sample(registry, "gateway_delivery_dead_letters_total", reason="retries-exhausted") == 0
+
+
+async def test_cookies_a_receiver_sets_are_not_sent_back(
+    settings: Settings, registry: CollectorRegistry
+) -> None:
+    """A webhook carries only what the instance configures: a cookie one receiver sets must not ride
+    along on later webhooks, to it or to another instance's receiver on the same host."""
+    # One request at a time, so that every later request could carry the first answer's cookie.
+    settings = delivery_settings(settings).model_copy(update={"delivery_host_concurrency": 1})
+
+    async def sets_a_cookie(_attempt: int, _request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204, headers={"Set-Cookie": "session=abc; Path=/"})
+
+    async with receiving(sets_a_cookie) as receiver:
+        events = [change("inst-1", n) for n in range(5)]
+        await produce(settings, events)
+        # By name: aiohttp's default jar would drop cookies of an IP address anyway.
+        by_name = receiver.url.replace("127.0.0.1", "localhost")
+        async with delivering(settings, {"inst-1": webhook_instance("inst-1", by_name)}, registry):
+            await wait_for(lambda: len(receiver.hits) >= len(events))
+    assert {hit.headers.get("Cookie") for hit in receiver.hits} == {None}
+    assert not any(name in receiver.hits[0].headers for name in ("Accept", "Accept-Encoding"))
