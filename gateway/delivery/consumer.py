@@ -9,8 +9,9 @@ endpoint holds back only its own events; `offsets.py` keeps the commits in order
   commits catch up;
 - a retry tier partition whose head record is not due yet is rewound to it and paused until then.
 
-On a rebalance, the revoked partitions' deliveries get `revoke_grace` seconds to finish; what
-finished is committed, the rest is cancelled and will be read again by the partition's next owner.
+On a rebalance, the revoked partitions' events still waiting for a slot are cancelled at once, since
+they have sent nothing; the requests in flight get `revoke_grace` seconds to finish. What finished is
+committed, the rest is cancelled, and the partition's next owner reads it again.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class DeliveryReader:
         max_pending: int,
         revoke_grace: float,
         relieve: Callable[[], None],
+        sending: Callable[[asyncio.Task[None]], bool],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._consumer = consumer
@@ -79,6 +81,7 @@ class DeliveryReader:
         self._window_cap = max(16 * max_pending, 1024)
         self._revoke_grace = revoke_grace
         self._relieve = relieve
+        self._sending = sending
         self._clock = clock
         self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
         self._progress = asyncio.Event()
@@ -221,8 +224,14 @@ class DeliveryReader:
             self._full.discard(tp)
         try:
             tasks = [task for task, tp in self._tasks.items() if tp in revoked]
-            if tasks:
-                await asyncio.wait(tasks, timeout=self._revoke_grace)
+            in_flight = []
+            for task in tasks:
+                if self._sending(task):
+                    in_flight.append(task)
+                else:
+                    task.cancel()  # delivering it now would only hold the whole group's rebalance up
+            if in_flight:
+                await asyncio.wait(in_flight, timeout=self._revoke_grace)
             try:
                 await self._committer.commit(revoked)
             except PublishError as exc:

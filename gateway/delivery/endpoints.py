@@ -16,13 +16,14 @@ closes the breaker, failure opens it for another cool-down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import functools
-import itertools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from gateway.errors import CallbackSkipped
 from gateway.metrics import DeliveryMetrics
@@ -58,7 +59,7 @@ class _Host:
         self.limit = limit
         self.active = 0  # slots held
         self.queue: deque[asyncio.Future[None]] = deque()  # waiting for a slot, oldest first
-        self.in_flight: dict[int, float] = {}  # request token -> monotonic start
+        self.in_flight: dict[object, float] = {}  # the request's task -> monotonic start
         self.last_completed = float("-inf")
         self.failures = 0  # consecutive
         self.circuit = _Circuit.CLOSED
@@ -79,7 +80,9 @@ class _Host:
             await waiter  # resolved: the releaser handed its slot over; failed: shed
         except asyncio.CancelledError:
             if waiter.cancelled():
-                self.queue.remove(waiter)
+                # A release that ran between the cancellation and this line dropped it already.
+                with contextlib.suppress(ValueError):
+                    self.queue.remove(waiter)
             elif waiter.exception() is None:
                 self.release()  # handed over as we were cancelled: pass it on
             raise
@@ -125,7 +128,10 @@ class Endpoints:
         self._clock = clock
         self._hosts: dict[str, _Host] = {}
         self._last_completed = float("-inf")  # by any host
-        self._tokens = itertools.count()
+
+    def sending(self, task: asyncio.Task[Any]) -> bool:
+        """Whether the task holds a slot: its request is in flight, not waiting for its turn."""
+        return any(task in host.in_flight for host in self._hosts.values())
 
     def is_open(self, name: str) -> bool:
         host = self._hosts.get(name)
@@ -144,7 +150,7 @@ class Endpoints:
             await host.acquire()
             try:
                 probe = self._may_go(host)
-                token = next(self._tokens)
+                token: object = asyncio.current_task() or object()
                 async with self._overall:
                     host.in_flight[token] = self._clock()
                     self._metrics.in_flight.inc()

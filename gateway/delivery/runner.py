@@ -253,6 +253,7 @@ class Deliverer:
             max_pending=settings.delivery_max_pending,
             revoke_grace=settings.delivery_timeout_seconds + 1.0,
             relieve=endpoints.relieve,
+            sending=endpoints.sending,
         )
         consumer.subscribe(pattern=layout.pattern, listener=self._reader.listener)
         self._task = asyncio.create_task(self._run(self._reader, self._committer), name="deliverer")

@@ -196,3 +196,28 @@ async def test_slots_are_granted_in_order() -> None:
     gate.set()
     await asyncio.gather(*tasks)
     assert order == [0, 1, 2, 3, 4]
+
+
+async def test_a_waiter_cancelled_just_before_the_slot_is_released_leaves_quietly() -> None:
+    """As on a rebalance: the revoked partitions' waiting events are cancelled while a request of the
+    host finishes, and the release drops the cancelled waiter before its task runs again."""
+    endpoints = _endpoints(Clock(), host_concurrency=1)
+    gate = asyncio.Event()
+    order: list[int] = []
+
+    async def request(n: int) -> None:
+        async with endpoints.slot("a:80"):
+            order.append(n)
+            if n == 0:
+                await gate.wait()
+
+    holder = asyncio.create_task(request(0))
+    waiters = [asyncio.create_task(request(n)) for n in (1, 2, 3)]
+    await asyncio.sleep(0)  # the holder has the slot, the others wait in order
+    gate.set()  # the holder runs first, and releases...
+    waiters[0].cancel()  # ...while the first waiter's cancellation is still pending
+    results = await asyncio.gather(holder, *waiters, return_exceptions=True)
+    assert isinstance(results[1], asyncio.CancelledError), results
+    assert order == [0, 2, 3]
+    async with asyncio.timeout(1), endpoints.slot("a:80"):  # the slot is free again
+        pass
