@@ -9,11 +9,11 @@ import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 import orjson
@@ -37,6 +37,7 @@ from gateway.polling.supervisor import PollerSupervisor
 from gateway.settings import Settings
 from gateway.sources.base import Source
 from gateway.sources.dynamics import DynamicsSource
+from gateway.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class Endpoints:
     metrics_url: str
     admin_token: str
     membership: PollerMembership | None = None
+    # Returns only when a component stopped by itself, raising what stopped it (the deliverer's).
+    failure: Callable[[], Coroutine[Any, Any, None]] | None = None
 
 
 def resolve_admin_token(settings: Settings) -> str:
@@ -157,6 +160,7 @@ async def start_gateway(
                     await log.put(instance_id, body)
 
         dead_letters: DeadLetters | None = None
+        failure = None
         if role in ("all", "deliverer"):
             deliverer = await stack.enter_async_context(
                 start_deliverer(
@@ -171,6 +175,7 @@ async def start_gateway(
                 )
             )
             dead_letters = deliverer.dead_letters
+            failure = deliverer.wait
         elif role == "api":
             dead_letters = await stack.enter_async_context(
                 open_dead_letters(
@@ -203,7 +208,11 @@ async def start_gateway(
         stack.callback(setattr, health, "shutting_down", True)
         logger.info("gateway started", extra={"role": role, "api": api_url, "metrics": metrics_url})
         yield Endpoints(
-            api_url=api_url, metrics_url=metrics_url, admin_token=admin_token, membership=membership
+            api_url=api_url,
+            metrics_url=metrics_url,
+            admin_token=admin_token,
+            membership=membership,
+            failure=failure,
         )
 
 
@@ -304,8 +313,8 @@ async def run_until_stopped(
     bound = settings.shutdown_timeout_seconds
 
     async def lifetime() -> None:
-        async with start_gateway(settings, role=role, instances_path=instances_path):
-            await stop.wait()
+        async with start_gateway(settings, role=role, instances_path=instances_path) as endpoints:
+            await wait_for_stop(stop, endpoints.failure)
             logger.info("shutting down within %g s", bound)
 
     gateway = asyncio.create_task(lifetime(), name="gateway")
@@ -332,6 +341,24 @@ async def run_until_stopped(
         return False
     logger.info("stopped in %.1f s", time.monotonic() - started)
     return True
+
+
+async def wait_for_stop(stop: asyncio.Event, failure: Callable[[], Coroutine[Any, Any, None]] | None) -> None:
+    """Return when `stop` is set; raise what stopped a component, if one stops by itself first. A
+    process whose deliverer died must exit, so that whatever supervises it starts it again: idle,
+    it would keep its partitions and their webhooks would wait for a person to notice."""
+    if failure is None:
+        await stop.wait()
+        return
+    stopped = asyncio.create_task(stop.wait(), name="gateway-stop")
+    failed = asyncio.create_task(failure(), name="gateway-failure")
+    try:
+        await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await cancel_and_wait(*(task for task in (stopped, failed) if not task.done()))
+    if not stop.is_set():
+        failed.result()
+        raise RuntimeError("a component stopped by itself without an error")
 
 
 _CANCEL_GRACE_SECONDS = 5.0

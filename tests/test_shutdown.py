@@ -257,26 +257,33 @@ async def test_sigterm_mid_poll_and_mid_delivery_stops_cleanly_within_the_bound(
     assert not {i for i in answered_before if callback.answered[i] > 1}
 
 
-@contextlib.asynccontextmanager
-async def _stuck(*_args: object, **_kwargs: object) -> AsyncIterator[None]:
-    """A gateway whose poller never stops and whose shutdown never ends."""
-    poller = asyncio.create_task(asyncio.sleep(3600), name="poll-i-1:accounts")
-    try:
-        yield None
-    finally:
+class _FakeGateway:
+    """Stands in for `runtime.start_gateway`: says when it has started; a stuck one has a poller that
+    never stops and a shutdown that never ends."""
+
+    def __init__(self, *, stuck: bool) -> None:
+        self.started = asyncio.Event()
+        self._stuck = stuck
+
+    @contextlib.asynccontextmanager
+    async def __call__(self, *_args: object, **_kwargs: object) -> AsyncIterator[runtime.Endpoints]:
+        poller = asyncio.create_task(asyncio.sleep(3600), name="poll-i-1:accounts")
+        self.started.set()
         try:
-            await asyncio.sleep(3600)
+            yield runtime.Endpoints(api_url=None, metrics_url="http://127.0.0.1:1", admin_token="")
         finally:
-            poller.cancel()
+            try:
+                if self._stuck:
+                    await asyncio.sleep(3600)
+            finally:
+                poller.cancel()
 
 
-@contextlib.asynccontextmanager
-async def _quick(*_args: object, **_kwargs: object) -> AsyncIterator[None]:
-    yield None
-
-
-async def _stop_after(run: asyncio.Task[bool], stop: asyncio.Event) -> tuple[bool, float]:
-    await asyncio.sleep(0.1)
+async def _stop_once_started(
+    run: asyncio.Task[bool], stop: asyncio.Event, gateway: _FakeGateway
+) -> tuple[bool, float]:
+    async with asyncio.timeout(5):
+        await gateway.started.wait()
     assert not run.done()
     stop.set()
     started = time.monotonic()
@@ -286,12 +293,13 @@ async def _stop_after(run: asyncio.Task[bool], stop: asyncio.Event) -> tuple[boo
 async def test_past_the_bound_what_did_not_stop_is_logged_and_cancelled(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(runtime, "start_gateway", _stuck)
+    gateway = _FakeGateway(stuck=True)
+    monkeypatch.setattr(runtime, "start_gateway", gateway)
     settings = Settings(shutdown_timeout_seconds=0.5)
     stop = asyncio.Event()
     run = asyncio.create_task(runtime.run_until_stopped(settings, role="all", instances_path=None, stop=stop))
     with caplog.at_level(logging.INFO, logger="gateway.runtime"):
-        stopped, took = await _stop_after(run, stop)
+        stopped, took = await _stop_once_started(run, stop, gateway)
     assert stopped is False
     assert 0.5 <= took < 1.5
     (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -303,13 +311,14 @@ async def test_past_the_bound_what_did_not_stop_is_logged_and_cancelled(
 async def test_a_quick_shutdown_is_clean(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(runtime, "start_gateway", _quick)
+    gateway = _FakeGateway(stuck=False)
+    monkeypatch.setattr(runtime, "start_gateway", gateway)
     stop = asyncio.Event()
     run = asyncio.create_task(
         runtime.run_until_stopped(Settings(), role="all", instances_path=None, stop=stop)
     )
     with caplog.at_level(logging.INFO, logger="gateway.runtime"):
-        stopped, _took = await _stop_after(run, stop)
+        stopped, _took = await _stop_once_started(run, stop, gateway)
     assert stopped is True
     assert [r.getMessage() for r in caplog.records][-1].startswith("stopped in")
 
