@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from gateway.kafka.compacted import read_table
+from gateway.kafka.topics import TopicAdmin
 from gateway.sim import RequestRecord, Simulator
 from gateway.sources.dynamics.client import user_agent
 from tests.conftest import wait_for
@@ -180,6 +181,10 @@ async def _group(
                 group.users[await group.api.create_instance(body)] = user
             await wait_for(lambda: group.settled(*replicas), within=40)
             await wait_for(group.baselines_committed, within=20)
+            # The event topic, as the first poll that publishes would create it: a read_committed
+            # tail assigned a topic that does not exist yet waits out its request timeout (40 s) first.
+            async with TopicAdmin(bootstrap_servers=bootstrap, replication_factor=1) as admin:
+                await admin.ensure(group.topic, partitions=TOPIC_PARTITIONS)
             yield group
 
 
