@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import uvloop
+
 from gateway.errors import ConfigError, InstanceValidationError
 from gateway.logs import configure_logging
 from gateway.runtime import ROLES, Role, run_until_stopped
@@ -71,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, role=args.role)
     _tune_garbage_collector()
     try:
-        stopped_cleanly = asyncio.run(_run(settings, args.role, args.instances))
+        # uvloop: 11 % less CPU per webhook than asyncio's own loop, measured (bench/PROFILE.md).
+        stopped_cleanly = uvloop.run(_run(settings, args.role, args.instances))
     except InstanceValidationError as exc:
         print("event-gateway: invalid declared instances:", file=sys.stderr)
         for problem in exc.problems:
