@@ -314,7 +314,11 @@ async def run_until_stopped(
 
     async def lifetime() -> None:
         async with start_gateway(settings, role=role, instances_path=instances_path) as endpoints:
-            await wait_for_stop(stop, endpoints.failure)
+            try:
+                await wait_for_stop(stop, endpoints.failure)
+            except Exception:
+                stop.set()  # what a failure leaves must stop within the bound too
+                raise
             logger.info("shutting down within %g s", bound)
 
     gateway = asyncio.create_task(lifetime(), name="gateway")
@@ -359,6 +363,8 @@ async def wait_for_stop(stop: asyncio.Event, failure: Callable[[], Coroutine[Any
     if not stop.is_set():
         failed.result()
         raise RuntimeError("a component stopped by itself without an error")
+    if failed.done() and not failed.cancelled():
+        failed.exception()  # retrieved here; the component raises it again as it closes
 
 
 _CANCEL_GRACE_SECONDS = 5.0

@@ -64,3 +64,15 @@ async def test_without_components_to_watch_only_the_stop_ends_the_wait() -> None
     stop.set()
     async with asyncio.timeout(5):
         await wait_for_stop(stop, None)
+
+
+async def test_a_stop_and_a_failure_together_count_as_the_stop() -> None:
+    """The shutdown then runs as for any stop; the component raises its error again as it closes."""
+
+    async def failure() -> None:
+        raise DelivererDied("the deliverer stopped")
+
+    stop = asyncio.Event()
+    stop.set()
+    async with asyncio.timeout(5):
+        await wait_for_stop(stop, failure)

@@ -36,7 +36,9 @@ from gateway.metrics import DeliveryMetrics
 logger = logging.getLogger(__name__)
 
 _MAX_FETCH_WAIT_MS = 500
-_FULL_WAIT_SECONDS = 0.1
+# While full, how often slow hosts are asked to shed their waiting events (`Endpoints.relieve`): well
+# within the shortest slow-host threshold (0.1 s, at a 1 s request timeout).
+_FULL_WAIT_SECONDS = 0.02
 _REFILL_SHARE = 8  # reading resumes when this share of max_pending is free
 _GAUGES_EVERY_SECONDS = 1.0
 
@@ -156,7 +158,7 @@ class DeliveryReader:
         return 0  # malformed: let the handler deal with it now
 
     async def _deliver(self, window: PartitionWindow, record: Record) -> None:
-        outputs = await self._handler.handle(record)
+        outputs = await self._handler.handle(record, handed_over=self._revoking)
         # The window of the partition as it was when the record was read: after a rebalance that
         # handed the partition back, a late finish must not mark the new reading of the offset.
         window.finish(record.offset, outputs)

@@ -10,12 +10,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeAlias
 
 import aiohttp
+from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from gateway.delivery.attempt import WebhookRequest, build_request, callback_host, send
@@ -145,7 +146,12 @@ class RecordHandler:
         self._rng = rng if rng is not None else random.Random()
         self._forgotten: dict[str, None] = {}
 
-    async def handle(self, record: Record) -> tuple[Output, ...]:
+    async def handle(
+        self, record: Record, *, handed_over: Container[TopicPartition] = frozenset()
+    ) -> tuple[Output, ...]:
+        """The outputs of one record. `handed_over` holds the partitions being revoked: a record of
+        one of them makes no further attempt, and is cancelled instead, for the partition's next
+        owner to read again."""
         delivery = self._read(record)
         if delivery is None:
             return ()
@@ -190,6 +196,10 @@ class RecordHandler:
                     delivery, exc, _Try(attempts, at, timing.ms, host, revision), history
                 )
                 if isinstance(step, float):
+                    if TopicPartition(record.topic, record.partition) in handed_over:
+                        # A retry now would hold the group's rebalance up, and might be cut off and
+                        # repeated by the next owner anyway.
+                        raise asyncio.CancelledError from exc
                     await asyncio.sleep(step)
                     # The instance may have changed or gone meanwhile.
                     current = self._instances(delivery.instance_id)

@@ -7,12 +7,24 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import aiohttp
 from aiohttp import web
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
+from gateway.delivery.endpoints import Endpoints
+from gateway.delivery.handler import HandlerConfig, RecordHandler
+from gateway.delivery.runner import delivery_topics, ensure_delivery_topics, retry_policy
+from gateway.delivery.ssrf import GuardedConnector
+from gateway.delivery.state import DisabledInstances
+from gateway.events import encode
+from gateway.kafka.topics import TopicAdmin, TopicNames
+from gateway.metrics import DeliveryMetrics
 from gateway.settings import Settings
 from tests.conftest import wait_for
 from tests.delivery._support import (
+    LOOPBACK,
     change,
     committed,
     delivering,
@@ -68,3 +80,70 @@ async def test_a_joining_deliverer_takes_partitions_over_without_losing_or_chang
     for hit in receiver.hits:
         assert hit.json()["message"]["eventId"] == hit.webhook_id
         assert bodies.setdefault(hit.webhook_id, hit.body) == hit.body  # a repeat is the same webhook
+
+
+async def test_a_record_of_a_partition_being_handed_over_makes_no_further_attempt(
+    settings: Settings, registry: CollectorRegistry
+) -> None:
+    """A failed attempt whose retry would wait in memory is not retried once its partition is being
+    revoked: the record is cancelled, unfinished, for the partition's next owner to read again."""
+
+    async def failing(_attempt: int, _request: web.Request) -> web.StreamResponse:
+        return web.Response(status=500)
+
+    topics = TopicNames(prefix=settings.topic_prefix, state_prefix=settings.state_topic_prefix)
+    layout = delivery_topics(settings, topics)
+    metrics = DeliveryMetrics(registry)
+    async with (
+        receiving(failing) as receiver,
+        TopicAdmin(bootstrap_servers=settings.kafka_bootstrap_servers, replication_factor=1) as admin,
+    ):
+        await ensure_delivery_topics(admin, layout, settings.delivery_topic_partitions)
+        async with (
+            DisabledInstances(
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                topic=layout.state,
+                partitions=settings.delivery_topic_partitions,
+                metrics=metrics,
+            ) as disabled,
+            aiohttp.ClientSession(connector=GuardedConnector(allowed=LOOPBACK)) as session,
+        ):
+            handler = RecordHandler(
+                session=session,
+                endpoints=Endpoints(
+                    concurrency=8,
+                    host_concurrency=8,
+                    backlog=8,
+                    failures=100,
+                    cooldown=1.0,
+                    slow_after=0.5,
+                    metrics=metrics,
+                ),
+                policy=retry_policy(settings),
+                topics=layout,
+                instances={"inst-1": webhook_instance("inst-1", receiver.url)}.get,
+                disabled=disabled,
+                metrics=metrics,
+                config=HandlerConfig(
+                    timeout=1.0,
+                    retry_after_max=1.0,
+                    rotation_grace=0.0,
+                    dead_letter_partitions=settings.delivery_topic_partitions,
+                    unknown_instance_grace=0.0,
+                ),
+            )
+            value, headers = encode(change("inst-1", 1))
+            record = ConsumerRecord(
+                f"{settings.topic_prefix}.crm.accounts", 0, 7, 0, 0, None, value, None, 0, len(value), headers
+            )
+            partition = TopicPartition(record.topic, record.partition)
+
+            handed_over = asyncio.create_task(handler.handle(record, handed_over={partition}))
+            await asyncio.wait({handed_over}, timeout=10)
+            assert handed_over.cancelled()
+            assert len(receiver.hits) == 1
+
+            # Still owned: the first retry waits in memory (the schedule's 0 s), the next one is parked.
+            outputs = await asyncio.wait_for(handler.handle(record), timeout=10)
+    assert len(receiver.hits) == 3
+    assert [output.topic for output in outputs] == [layout.retry(0.2)]
