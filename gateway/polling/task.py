@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 _CURSOR_STORE_SECONDS = 3600.0  # how long a fresh cursor alone may wait before it is committed
+_WAKE_GRID_SECONDS = 0.1  # polls start on multiples of this (loop time): see ResourcePoller.run
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,12 @@ class _LazyTransaction:
     @property
     def begun(self) -> bool:
         return self._txn is not None
+
+
+def next_wake(now: float, delay: float, grid: float = _WAKE_GRID_SECONDS) -> float:
+    """The first multiple of `grid` at or after `now + delay`. Measured at 7,000 pollers polling
+    every 60 s: 0.23 ms of CPU per empty poll on the grid, 0.42 ms without it (bench/PROFILE.md)."""
+    return math.ceil((now + delay) / grid) * grid
 
 
 class ResourcePoller:
@@ -123,10 +130,14 @@ class ResourcePoller:
         return self._committed_at
 
     async def run(self) -> None:
-        """Poll now, then every refresh interval (±10 % jitter, so instances do not poll in lockstep)."""
+        """Poll now, then every refresh interval (±10 % jitter, so instances do not poll in lockstep),
+        waking on a grid of `_WAKE_GRID_SECONDS`: the pollers due within one step then run one after
+        the other on warm caches, instead of each waking a cold process alone."""
+        loop = asyncio.get_running_loop()
         while True:
             await self.poll_safely()
-            await asyncio.sleep(self.instance.refresh_interval * random.uniform(0.9, 1.1))
+            delay = self.instance.refresh_interval * random.uniform(0.9, 1.1)
+            await asyncio.sleep(next_wake(loop.time(), delay) - loop.time())
 
     async def poll_safely(self) -> PollOutcome | None:
         """One poll; a failure is counted and logged, and leaves the checkpoint where it was."""
