@@ -19,7 +19,7 @@ import aiohttp
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from gateway.delivery.attempt import WebhookRequest, build_request, callback_host, send
+from gateway.delivery.attempt import WebhookRequest, build_request, send
 from gateway.delivery.dead_letters import DeadLetter
 from gateway.delivery.endpoints import Endpoints
 from gateway.delivery.layout import DeliveryTopics
@@ -176,7 +176,6 @@ class RecordHandler:
         if status == "lifted":
             outputs.append(self._disabled.lift(delivery.instance_id))
         while True:
-            host = callback_host(notification.callback_url or "")
             attempts += 1
             at = self._clock()
             timing = _Timing()
@@ -184,16 +183,17 @@ class RecordHandler:
                 request = build_request(
                     delivery.event, notification, now=at, rotation_grace=self._config.rotation_grace
                 )
-                status_code = await self._attempt(host, request, timing)
             except (EventDecodeError, InvalidSigningKey) as exc:
                 detail = str(exc)
                 return (
                     *outputs,
                     self._dead_letter(delivery, "not-deliverable", detail, attempts - 1, history),
                 )
+            try:
+                status_code = await self._attempt(request, timing)
             except DeliveryError as exc:
                 step = self._after_failure(
-                    delivery, exc, _Try(attempts, at, timing.ms, host, revision), history
+                    delivery, exc, _Try(attempts, at, timing.ms, request.host, revision), history
                 )
                 if isinstance(step, float):
                     if TopicPartition(record.topic, record.partition) in handed_over:
@@ -249,7 +249,8 @@ class RecordHandler:
             return retry.delay
         return (self._park(delivery, attempt.number, history, retry.delay, retry.tier),)
 
-    async def _attempt(self, host: str, request: WebhookRequest, timing: _Timing) -> int:
+    async def _attempt(self, request: WebhookRequest, timing: _Timing) -> int:
+        host = request.host
         async with self._endpoints.slot(host):
             started = time.monotonic()
             try:
