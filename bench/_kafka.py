@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -23,8 +24,18 @@ async def create_topics(bootstrap: str, names: list[str], *, partitions: int) ->
             await admin.ensure(name, partitions=partitions)
 
 
-async def delete_topics(bootstrap: str, prefix: str) -> None:
-    """Delete every topic named `prefix...`, so that repeated runs do not fill the broker's disk."""
+@contextlib.asynccontextmanager
+async def scratch_prefix(bootstrap: str) -> AsyncIterator[str]:
+    """A fresh topic prefix (`bench-<hex>`) for one run; every topic named with it is deleted after, so
+    that repeated runs do not fill the broker's disk or slow its metadata."""
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    try:
+        yield prefix
+    finally:
+        await _delete_topics(bootstrap, prefix)
+
+
+async def _delete_topics(bootstrap: str, prefix: str) -> None:
     client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="event-gateway-bench")
     await client.start()
     try:
@@ -109,32 +120,35 @@ async def read_committed(
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of `topic` a read_committed consumer sees, once `expect` arrived (or `within` passed),
     plus whatever comes within a short quiet period after, so that duplicates show."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
-    await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within):
-                while len(records) < expect:
-                    for batch in (await consumer.getmany(timeout_ms=200, max_records=50_000)).values():
-                        records.extend(batch)
-        for batch in (await consumer.getmany(timeout_ms=300)).values():
-            records.extend(batch)
-    finally:
-        await consumer.stop()
+    await _read_committed_batches(bootstrap, topic, records.extend, expect=expect, within=within)
     return records
 
 
 async def count_committed(bootstrap: str, topic: str, *, expect: int, within: float) -> tuple[int, int]:
     """(records, distinct keys) of `topic` as a read_committed consumer sees them; keeps no values."""
+    keys: set[bytes | None] = set()
+    count = 0
+
+    def tally(batch: list[ConsumerRecord[bytes, bytes]]) -> None:
+        nonlocal count
+        count += len(batch)
+        keys.update(record.key for record in batch)
+
+    await _read_committed_batches(bootstrap, topic, tally, expect=expect, within=within)
+    return count, len(keys)
+
+
+async def _read_committed_batches(
+    bootstrap: str,
+    topic: str,
+    take: Callable[[list[ConsumerRecord[bytes, bytes]]], None],
+    *,
+    expect: int,
+    within: float,
+) -> None:
+    """Hand `take` each batch a read_committed consumer reads from the beginning of `topic` until
+    `expect` records came (or `within` passed), then for a short quiet period more."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -145,18 +159,15 @@ async def count_committed(bootstrap: str, topic: str, *, expect: int, within: fl
         fetch_max_bytes=64 * 1024 * 1024,
     )
     await consumer.start()
-    count = 0
-    keys: set[bytes | None] = set()
+    seen = 0
     try:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(within):
-                while count < expect:
+                while seen < expect:
                     for batch in (await consumer.getmany(timeout_ms=200, max_records=50_000)).values():
-                        count += len(batch)
-                        keys.update(record.key for record in batch)
+                        seen += len(batch)
+                        take(batch)
         for batch in (await consumer.getmany(timeout_ms=300)).values():
-            count += len(batch)
-            keys.update(record.key for record in batch)
+            take(batch)
     finally:
         await consumer.stop()
-    return count, len(keys)

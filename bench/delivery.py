@@ -17,7 +17,6 @@ import contextlib
 import statistics
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench._gateway import Gateway, put_instances
 from bench._instances import instance_body
-from bench._kafka import create_topics, delete_topics
+from bench._kafka import create_topics, scratch_prefix
 from bench._post import write_bodies
 from bench._procs import (
     Child,
@@ -66,11 +65,8 @@ class DeliveryConfig:
 async def run(
     config: DeliveryConfig, *, bootstrap: str, log_dir: Path, profile: Profile | None = None
 ) -> Result:
-    prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    try:
+    async with scratch_prefix(bootstrap) as prefix:
         return await _run(config, bootstrap=bootstrap, log_dir=log_dir, prefix=prefix, profile=profile)
-    finally:
-        await delete_topics(bootstrap, prefix)
 
 
 async def _run(

@@ -19,14 +19,13 @@ import asyncio
 import contextlib
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench._gateway import Gateway, Metrics, owns_partitions, put_instances
 from bench._instances import RESOURCES, instance_body
-from bench._kafka import delete_topics
+from bench._kafka import scratch_prefix
 from bench._procs import Child, answers, free_port, load_average, running, until, usage
 from bench._profiler import Profile
 from bench._report import Check, Result
@@ -90,14 +89,11 @@ async def run(config: IdleConfig, *, bootstrap: str, log_dir: Path, profile: Pro
     steps: list[_Step] = []
     async with running(simulator, answers(f"{sim_url}/_sim/tables")):
         for pollers, window in zip(config.pollers, config.windows, strict=True):
-            prefix = f"bench-{uuid.uuid4().hex[:8]}"
-            try:
+            async with scratch_prefix(bootstrap) as prefix:
                 step_profile = profile if pollers == config.main else None
                 steps.append(
                     await _step(config, pollers, window, sim_url, bootstrap, log_dir, prefix, step_profile)
                 )
-            finally:
-                await delete_topics(bootstrap, prefix)
     main = next(step for step in steps if step.pollers == config.main)
     checks = [
         Check(

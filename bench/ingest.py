@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import statistics
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import orjson
 
 from bench._gateway import Gateway, owns_partitions, put_instances
 from bench._instances import instance_body
-from bench._kafka import OffsetWatch, count_committed, create_topics, delete_topics, watching
+from bench._kafka import OffsetWatch, count_committed, create_topics, scratch_prefix, watching
 from bench._procs import Child, CpuMeter, answers, broker_pid, free_port, load_average, run_to_end, running
 from bench._profiler import Profile
 from bench._report import Check, Result
@@ -47,11 +46,8 @@ class IngestConfig:
 async def run(
     config: IngestConfig, *, bootstrap: str, log_dir: Path, profile: Profile | None = None
 ) -> Result:
-    prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    try:
+    async with scratch_prefix(bootstrap) as prefix:
         return await _run(config, bootstrap=bootstrap, log_dir=log_dir, prefix=prefix, profile=profile)
-    finally:
-        await delete_topics(bootstrap, prefix)
 
 
 async def _baseline(

@@ -23,7 +23,6 @@ import bisect
 import contextlib
 import statistics
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,7 +35,7 @@ from aiokafka import TopicPartition
 
 from bench._gateway import Gateway, owns_partitions, put_instances
 from bench._instances import RESOURCES, instance_body
-from bench._kafka import OffsetWatch, create_topics, delete_topics, read_committed, watching
+from bench._kafka import OffsetWatch, create_topics, read_committed, scratch_prefix, watching
 from bench._procs import Child, CpuMeter, answers, free_port, load_average, running, until
 from bench._report import Check, Result
 from gateway.events import decode
@@ -59,11 +58,8 @@ class LatencyConfig:
 
 
 async def run(config: LatencyConfig, *, bootstrap: str, log_dir: Path) -> Result:
-    prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    try:
+    async with scratch_prefix(bootstrap) as prefix:
         return await _run(config, bootstrap=bootstrap, log_dir=log_dir, prefix=prefix)
-    finally:
-        await delete_topics(bootstrap, prefix)
 
 
 async def _run(config: LatencyConfig, *, bootstrap: str, log_dir: Path, prefix: str) -> Result:
