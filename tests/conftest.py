@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import os
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,15 @@ async def api(gateway: Endpoints) -> AsyncIterator[aiohttp.ClientSession]:
         base_url=gateway.api_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
     ) as session:
         yield session
+
+
+@pytest.fixture
+def root_logger() -> Iterator[logging.Logger]:
+    """The root logger, put back as it was after a test configures it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    kafka_level = logging.getLogger("aiokafka").level
+    yield root
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.getLogger("aiokafka").setLevel(kafka_level)

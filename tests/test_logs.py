@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Iterator
 from datetime import datetime
 
 import aiohttp
@@ -158,18 +157,6 @@ async def test_no_secret_reaches_a_log_line_or_the_metrics_when_polls_and_callba
     (dead_letter,) = [p for p in parsed if p["message"].startswith("dead-lettered")]
     assert dead_letter["instance_id"] == instance_id
     assert dead_letter["event_id"]
-
-
-@pytest.fixture
-def root_logger() -> Iterator[logging.Logger]:
-    """The root logger, put back as it was after a test configures it."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    kafka_level = logging.getLogger("aiokafka").level
-    yield root
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.getLogger("aiokafka").setLevel(kafka_level)
 
 
 def test_the_level_is_a_setting_and_aiokafka_never_goes_below_warning(root_logger: logging.Logger) -> None:

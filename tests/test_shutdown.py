@@ -12,7 +12,7 @@ import logging
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -321,17 +321,6 @@ async def test_a_quick_shutdown_is_clean(
         stopped, _took = await _stop_once_started(run, stop, gateway)
     assert stopped is True
     assert [r.getMessage() for r in caplog.records][-1].startswith("stopped in")
-
-
-@pytest.fixture
-def root_logger() -> Iterator[logging.Logger]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    kafka_level = logging.getLogger("aiokafka").level
-    yield root
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.getLogger("aiokafka").setLevel(kafka_level)
 
 
 @pytest.mark.parametrize(("clean", "status"), [(True, 0), (False, 1)])
