@@ -13,10 +13,10 @@ from pathlib import Path
 
 import uvloop
 
-from gateway.errors import ConfigError, InstanceValidationError
+from gateway.errors import ConfigError, ProblemsError
 from gateway.logs import configure_logging
 from gateway.runtime import ROLES, Role, run_until_stopped
-from gateway.settings import Settings
+from gateway.settings import Settings, load_settings
 
 # A deliverer holds up to GATEWAY_DELIVERY_MAX_PENDING decoded events, which outlive young collections;
 # at CPython's default first threshold (700 allocations) collecting them again and again cost a fifth of
@@ -34,7 +34,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the gateway (settings come from GATEWAY_* variables)")
-    run.add_argument("--role", choices=ROLES, default="all")
+    run.add_argument(
+        "--role",
+        choices=ROLES,
+        default="all",
+        help=(
+            "what this process does: poller (poll the CRMs into Kafka), deliverer (send the webhooks), "
+            "api (the admin API only), or all three (default: all); each role scales out by replicas"
+        ),
+    )
     run.add_argument("--instances", type=Path, help="a JSON/YAML file or directory of declared instances")
 
     simulate = commands.add_parser("simulate", help="run a simulator of a CRM API")
@@ -54,6 +62,12 @@ async def _run(settings: Settings, role: Role, instances: Path | None) -> bool:
     return await run_until_stopped(settings, role=role, instances_path=instances, stop=stop)
 
 
+def _print_problems(what: str, error: ProblemsError) -> None:
+    print(f"event-gateway: {what}:", file=sys.stderr)
+    for problem in error.problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "simulate":
@@ -66,19 +80,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return 0
     try:
-        settings = Settings()
-    except ValueError as exc:
-        print(f"event-gateway: invalid settings: {exc}", file=sys.stderr)
+        settings = load_settings()
+    except ProblemsError as exc:
+        _print_problems("invalid settings", exc)
         return 2
     configure_logging(settings.log_level, role=args.role)
     _tune_garbage_collector()
     try:
         # uvloop: 11 % less CPU per webhook than asyncio's own loop, measured (bench/PROFILE.md).
         stopped_cleanly = uvloop.run(_run(settings, args.role, args.instances))
-    except InstanceValidationError as exc:
-        print("event-gateway: invalid declared instances:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+    except ProblemsError as exc:
+        _print_problems("invalid declared instances", exc)
         return 2
     except ConfigError as exc:
         print(f"event-gateway: {exc}", file=sys.stderr)

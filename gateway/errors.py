@@ -2,7 +2,9 @@
 
 GatewayError
  ├── ConfigError                  bad settings or a bad instance body
- │    └── InstanceValidationError carries every (JSON path, message) problem at once
+ │    └── ProblemsError           every problem found at once, each where it was found
+ │         ├── SettingsError      one per environment variable, never with the value given
+ │         └── InstanceValidationError  one per JSON path
  ├── SourceError                  talking to a CRM API (retriable unless noted)
  │    ├── SourceUnavailable       connection errors, timeouts, 5xx
  │    │    └── SourceTimeout      also a TimeoutError
@@ -40,7 +42,8 @@ class ConfigError(GatewayError):
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One thing wrong with a document, located by a JSON path such as `$.configuration.foo`."""
+    """One thing wrong with a document, located by a JSON path such as `$.configuration.foo`, or with
+    the settings, located by an environment variable such as `GATEWAY_API_PORT`."""
 
     path: str
     message: str
@@ -49,10 +52,18 @@ class Problem:
         return f"{self.path}: {self.message}"
 
 
-class InstanceValidationError(ConfigError):
+class ProblemsError(ConfigError):
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = tuple(problems)
         super().__init__("; ".join(str(p) for p in self.problems))
+
+
+class SettingsError(ProblemsError):
+    """Bad settings. The messages never hold the value given: it may be a secret."""
+
+
+class InstanceValidationError(ProblemsError):
+    pass
 
 
 class SourceError(GatewayError):

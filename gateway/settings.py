@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from annotated_types import Ge, Gt, Le
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from gateway.errors import Problem, SettingsError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -26,7 +33,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", frozen=True, extra="ignore")
 
     kafka_bootstrap_servers: str = Field(
-        "localhost:9092", description="Kafka bootstrap servers, comma-separated host:port."
+        "localhost:9092",
+        description="Kafka bootstrap servers, comma-separated host:port.",
+        json_schema_extra={"allowed": "host:port, comma-separated"},
     )
     topic_prefix: str = Field(
         "events", description="Prefix of the event topics: `<prefix>.<hub>.<objectType>`."
@@ -44,7 +53,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Partitions of the instances and checkpoints topics, co-partitioned; fixed once created.",
     )
-    api_host: str = Field("127.0.0.1", description="Address the admin API and metrics listen on.")
+    api_host: str = Field(
+        "127.0.0.1",
+        description="Address the admin API and metrics listen on.",
+        json_schema_extra={"allowed": "an IP address or host name"},
+    )
     api_port: int = Field(8080, ge=0, le=65535, description="Port of the admin API (0 picks a free one).")
     metrics_port: int = Field(
         9100, ge=0, le=65535, description="Port of `/metrics`, `/healthz` and `/readyz`."
@@ -57,15 +70,19 @@ class Settings(BaseSettings):
         description="Where a generated admin token is written (mode 0600) when GATEWAY_ADMIN_TOKEN is unset.",
     )
     secret_key: SecretStr | None = Field(
-        None, description="Key (at least 32 characters) that encrypts instance secrets at rest."
+        None,
+        description="Key (at least 32 characters) that encrypts instance secrets at rest.",
+        json_schema_extra={"allowed": "text of at least 32 characters"},
     )
     callback_allowed_networks: Annotated[list[IPNetwork], NoDecode] = Field(
         default_factory=list,
         description="Private or loopback networks that callback URLs may reach, comma-separated CIDRs.",
+        json_schema_extra={"allowed": "CIDR networks, comma-separated"},
     )
     retry_schedule: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE),
         description="Delays in seconds before each webhook retry, comma-separated.",
+        json_schema_extra={"allowed": "numbers, at least 0, comma-separated"},
     )
     group_instance_id: str | None = Field(
         None,
@@ -147,10 +164,25 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("callback_allowed_networks", "retry_schedule", mode="before")
+    @field_validator("retry_schedule", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_commas(value)
+
+    @field_validator("callback_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        # Parsed here rather than by pydantic, whose IPv4-or-IPv6 union reports each item twice, in its
+        # own internal terms.
+        items = _split_commas(value)
+        if not isinstance(items, list):
+            return items
+        return [_network(item) if isinstance(item, str) else item for item in items]
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("retry_schedule")
     @classmethod
@@ -165,3 +197,83 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("must be at least 32 characters")
         return value
+
+
+def _network(text: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a network in CIDR form, such as 10.0.0.0/8 or fd00::/8") from None
+
+
+def load_settings() -> Settings:
+    """The settings from the environment. Every bad value is reported at once, by its variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [_problem(error) for error in exc.errors(include_url=False, include_input=False)]
+        # `from None`: pydantic's own error repeats each value given, and a value may be a secret.
+        raise SettingsError(problems) from None
+
+
+def variable(field_name: str) -> str:
+    return f"GATEWAY_{field_name.upper()}"
+
+
+def allowed_values(field_name: str) -> str:
+    """What a setting accepts, in words, from its type and bounds (or its `allowed` note)."""
+    field = Settings.model_fields[field_name]
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("allowed"), str):
+        return str(extra["allowed"])
+    kind: Any = field.annotation  # a type, or a typing form such as `X | None`
+    if typing.get_origin(kind) is Literal:
+        return _either(str(arg) for arg in typing.get_args(kind))
+    if isinstance(kind, types.UnionType):  # `X | None`
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    if kind is bool:
+        return "true or false"
+    if kind is int:
+        return "a whole number" + _bounds(field)
+    if kind is float:
+        return "a number" + _bounds(field)
+    if kind is Path:
+        return "a file path"
+    return "text"
+
+
+def _either(words: typing.Iterable[str]) -> str:
+    listed = list(words)
+    return listed[0] if len(listed) == 1 else ", ".join(listed[:-1]) + " or " + listed[-1]
+
+
+def _bounds(field: FieldInfo) -> str:
+    low = next((m for m in field.metadata if isinstance(m, Ge | Gt)), None)
+    high = next((m.le for m in field.metadata if isinstance(m, Le)), None)
+    if isinstance(low, Ge) and high is not None:
+        return f" from {low.ge:g} to {high:g}"
+    if isinstance(low, Ge):
+        return f", at least {low.ge:g}"
+    if isinstance(low, Gt):
+        return f" above {low.gt:g}"
+    return ""
+
+
+_ITEM_REASONS = {
+    "float_parsing": "is not a number",
+    "int_parsing": "is not a whole number",
+}
+
+
+def _problem(error: ErrorDetails) -> Problem:
+    location = error["loc"]
+    field_name = str(location[0])
+    if error["type"] == "value_error":
+        reason = str(error.get("ctx", {}).get("error", error["msg"]))
+    elif len(location) > 1 and isinstance(location[1], int):
+        reason = f"item {location[1] + 1} " + _ITEM_REASONS.get(error["type"], "is not valid")
+    elif field_name in Settings.model_fields:
+        reason = "must be " + allowed_values(field_name)
+    else:
+        reason = error["msg"]
+    return Problem(variable(field_name), reason)
