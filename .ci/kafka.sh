@@ -8,19 +8,24 @@
 #
 # When GATEWAY_KAFKA_BOOTSTRAP_SERVERS names another cluster, nothing is started:
 # `up` only waits for that cluster to answer.
+#
+# KAFKA_PORT (default 9092; the controller listens on the next port) and KAFKA_STATE_DIR (default
+# .cache/kafka) start a second, private broker beside the first, as tests that kill one do.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache="$root/.cache/kafka"
 libs="$cache/libs"
-data="$cache/data"
-conf="$cache/server.properties"
-log="$cache/server.log"
-pidfile="$cache/broker.pid"
-bootstrap="${GATEWAY_KAFKA_BOOTSTRAP_SERVERS:-localhost:9092}"
+port="${KAFKA_PORT:-9092}"
+state="${KAFKA_STATE_DIR:-$cache}"
+data="$state/data"
+conf="$state/server.properties"
+log="$state/server.log"
+pidfile="$state/broker.pid"
+bootstrap="${GATEWAY_KAFKA_BOOTSTRAP_SERVERS:-localhost:$port}"
 ready_timeout="${KAFKA_READY_TIMEOUT:-90}"
 
-is_local() { [ "$bootstrap" = "localhost:9092" ] || [ "$bootstrap" = "127.0.0.1:9092" ]; }
+is_local() { [ "$bootstrap" = "localhost:$port" ] || [ "$bootstrap" = "127.0.0.1:$port" ]; }
 
 answers() { python3 "$root/.ci/kafka_ready.py" "$bootstrap" --timeout "${1:-2}"; }
 
@@ -37,9 +42,9 @@ write_config() {
   cat >"$conf" <<PROPS
 process.roles=broker,controller
 node.id=1
-controller.quorum.bootstrap.servers=localhost:9093
-listeners=PLAINTEXT://localhost:9092,CONTROLLER://localhost:9093
-advertised.listeners=PLAINTEXT://localhost:9092,CONTROLLER://localhost:9093
+controller.quorum.bootstrap.servers=localhost:$((port + 1))
+listeners=PLAINTEXT://localhost:$port,CONTROLLER://localhost:$((port + 1))
+advertised.listeners=PLAINTEXT://localhost:$port,CONTROLLER://localhost:$((port + 1))
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
@@ -69,8 +74,14 @@ running_pid() {
 }
 
 up() {
+  local pid
   if answers 1; then
-    echo "kafka: a broker already answers on $bootstrap"
+    if pid=$(running_pid); then
+      echo "kafka: the broker this checkout started (pid $pid) answers on $bootstrap, log: $log"
+    else
+      echo "kafka: reusing the broker that already answers on $bootstrap; this checkout did not start it," \
+        "so its log is not in $state and \`make kafka-down\` leaves it running" >&2
+    fi
     return
   fi
   if ! is_local; then
@@ -79,7 +90,7 @@ up() {
     return
   fi
   resolve_jars
-  mkdir -p "$cache"
+  mkdir -p "$state"
   write_config
   if [ ! -f "$data/meta.properties" ]; then
     echo "kafka: formatting storage in $data" >&2
