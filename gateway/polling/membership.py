@@ -29,7 +29,7 @@ from gateway.kafka.transactions import TransactionalWriter
 from gateway.metrics import ConsumerLag, PollingMetrics
 from gateway.polling.checkpoint import Checkpoint
 from gateway.polling.supervisor import PollerSupervisor
-from gateway.tasks import cancel_and_wait
+from gateway.tasks import VitalTask, Watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +78,11 @@ class PollerMembership:
         decode_instance: InstanceDecoder,
         metrics: PollingMetrics,
         admin: TopicAdmin,
+        watchdog: Watchdog,
         consumer_lag: ConsumerLag | None = None,
     ) -> None:
         self._config = config
+        self._watchdog = watchdog
         self._admin = admin
         self._supervisor = supervisor
         self._writer_factory = writer_factory
@@ -102,7 +104,7 @@ class PollerMembership:
         self._writers: dict[int, AsyncExitStack] = {}
         self._assignment: set[int] = set()  # what the group gave us; acquired one by one into _writers
         self._loading: dict[int, _Loading] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._task: VitalTask | None = None
         self._state = _State.NEW
         self.assigned = asyncio.Event()
 
@@ -117,7 +119,8 @@ class PollerMembership:
         if self._lag is not None:
             self._lag.track(self._config.group_id, self._consumer)
         self._consumer.subscribe([self._config.instances_topic], listener=_Listener(self))
-        self._task = asyncio.create_task(self._consume(), name="poller-membership")
+        # Vital: without it no instance change reaches the pollers, and no assignment is loaded.
+        self._task = self._watchdog.start(self._consume, name="poller-membership")
         self._state = _State.RUNNING
         return self
 
@@ -126,7 +129,7 @@ class PollerMembership:
     ) -> None:
         self._state = _State.CLOSED
         if self._task is not None:
-            await cancel_and_wait(self._task)
+            await self._task.stop()
         # Stop polling before leaving the group, so that no successor overlaps with us; then release
         # what a rebalance under way may have handed us meanwhile.
         for partition in list(self._writers):
