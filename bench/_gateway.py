@@ -10,12 +10,15 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench._procs import Child, free_port
 from gateway.instances import SecretBox, validate_instance
 from gateway.kafka.instance_log import InstanceLog
 from gateway.kafka.topics import TopicNames
+from gateway.metrics import TaskMetrics
+from gateway.tasks import Watchdog
 
 ADMIN_TOKEN = "bench-admin-token"
 SECRET_KEY = "bench-secret-key-that-is-long-enough-0123456789"
@@ -129,6 +132,7 @@ async def put_instances(
         partitions=state_partitions,
         box=SecretBox(SECRET_KEY),
         listener=ignore,
+        watchdog=Watchdog(TaskMetrics(CollectorRegistry())),
     ) as log:
 
         async def put(body: dict[str, object]) -> None:

@@ -13,6 +13,7 @@ GatewayError
  │    ├── SourceRequestError      4xx other than 401/429 (not retriable)
  │    └── SourceResponseError     malformed JSON, a body of the wrong shape (not retriable)
  ├── PublishError                 Kafka produce or transaction failures
+ ├── TaskCrashed                  a task the process cannot work without ended by itself; carries its name
  └── DeliveryError                webhook delivery failures (retriable unless noted)
       ├── CallbackRefused         the callback's address is one we must not reach (not retriable)
       ├── InvalidSigningKey       a `whsec_` signing key that is not base64 (not retriable)
@@ -103,6 +104,14 @@ class SourceResponseError(SourceError):
 
 class PublishError(GatewayError):
     retriable = True
+
+
+class TaskCrashed(GatewayError):
+    """A vital background task ended without its owner stopping it; the original error is the cause."""
+
+    def __init__(self, message: str, *, task: str) -> None:
+        self.task = task
+        super().__init__(message)
 
 
 class DeliveryError(GatewayError):

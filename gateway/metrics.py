@@ -30,6 +30,17 @@ def process_registry() -> CollectorRegistry:
     return registry
 
 
+class TaskMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.crashes = Counter(
+            "gateway_task_crashes_total",
+            "Background tasks that ended by themselves, by task: a crashed `poller` is restarted after a "
+            "backoff; any other (poller-membership, tail-<topic>, deliverer) ends the process.",
+            ["task"],
+            registry=registry,
+        )
+
+
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 

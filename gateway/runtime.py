@@ -24,20 +24,20 @@ from gateway.api import Health, create_api_app, create_metrics_app
 from gateway.api.cluster import PollerGroup
 from gateway.delivery.dead_letters import DeadLetters
 from gateway.delivery.runner import open_dead_letters, start_deliverer
-from gateway.errors import ConfigError, InstanceValidationError
+from gateway.errors import ConfigError, InstanceValidationError, TaskCrashed
 from gateway.instances import SecretBox, validate_instance
 from gateway.instances.declared import load_declared_instances
 from gateway.instances.model import Instance
 from gateway.kafka.instance_log import Body, InstanceLog
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.kafka.transactions import TransactionalWriter
-from gateway.metrics import KafkaMetrics, PollingMetrics, SourceMetrics, process_registry
+from gateway.metrics import KafkaMetrics, PollingMetrics, SourceMetrics, TaskMetrics, process_registry
 from gateway.polling.membership import MembershipConfig, PollerMembership
 from gateway.polling.supervisor import PollerSupervisor
 from gateway.settings import Settings
 from gateway.sources.base import Source
 from gateway.sources.dynamics import DynamicsSource
-from gateway.tasks import cancel_and_wait
+from gateway.tasks import Watchdog, cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +52,9 @@ class Endpoints:
     api_url: str | None
     metrics_url: str
     admin_token: str
+    # Returns only when a vital task ended by itself, raising TaskCrashed (Watchdog.wait).
+    failure: Callable[[], Coroutine[Any, Any, None]]
     membership: PollerMembership | None = None
-    # Returns only when a component stopped by itself, raising what stopped it (the deliverer's).
-    failure: Callable[[], Coroutine[Any, Any, None]] | None = None
 
 
 def resolve_admin_token(settings: Settings) -> str:
@@ -111,6 +111,8 @@ async def start_gateway(
     box = _secret_box(settings)
     health = Health()
     kafka_metrics = KafkaMetrics(registry)
+    watchdog = Watchdog(TaskMetrics(registry))
+    health.watch("tasks", watchdog.healthy)
     bootstrap = settings.kafka_bootstrap_servers
     async with AsyncExitStack() as stack:
         admin = await stack.enter_async_context(
@@ -129,7 +131,7 @@ async def start_gateway(
         membership = supervisor = None
         if role in ("all", "poller"):
             membership, supervisor = await _start_pollers(
-                stack, settings, topics, admin, registry, kafka_metrics, box
+                stack, settings, topics, admin, registry, kafka_metrics, box, watchdog
             )
             health.watch("partitions assigned", membership.assigned.is_set)
 
@@ -152,6 +154,7 @@ async def start_gateway(
                 partitions=settings.state_partitions,
                 box=box,
                 listener=on_instance,
+                watchdog=watchdog,
             )
         )
         if instances_path is not None:
@@ -160,7 +163,6 @@ async def start_gateway(
                     await log.put(instance_id, body)
 
         dead_letters: DeadLetters | None = None
-        failure = None
         if role in ("all", "deliverer"):
             deliverer = await stack.enter_async_context(
                 start_deliverer(
@@ -171,11 +173,10 @@ async def start_gateway(
                     revisions=revisions.get,
                     registry=registry,
                     kafka_metrics=kafka_metrics,
-                    health=health,
+                    watchdog=watchdog,
                 )
             )
             dead_letters = deliverer.dead_letters
-            failure = deliverer.wait
         elif role == "api":
             dead_letters = await stack.enter_async_context(
                 open_dead_letters(
@@ -211,8 +212,8 @@ async def start_gateway(
             api_url=api_url,
             metrics_url=metrics_url,
             admin_token=admin_token,
+            failure=watchdog.wait,
             membership=membership,
-            failure=failure,
         )
 
 
@@ -224,6 +225,7 @@ async def _start_pollers(
     registry: CollectorRegistry,
     kafka_metrics: KafkaMetrics,
     box: SecretBox,
+    watchdog: Watchdog,
 ) -> tuple[PollerMembership, PollerSupervisor]:
     bootstrap = settings.kafka_bootstrap_servers
     polling_metrics = PollingMetrics(registry, per_instance=settings.metrics_per_instance)
@@ -263,6 +265,7 @@ async def _start_pollers(
             overlap_seconds=settings.poll_overlap_seconds,
             poll_concurrency=settings.poll_concurrency,
             metrics=polling_metrics,
+            watchdog=watchdog,
             event_mode=settings.event_mode,
         )
     )
@@ -283,6 +286,7 @@ async def _start_pollers(
             decode_instance=decode_instance,
             metrics=polling_metrics,
             admin=admin,
+            watchdog=watchdog,
             consumer_lag=kafka_metrics.consumer_lag,
         )
     )
@@ -341,16 +345,19 @@ async def run_until_stopped(
         await _cancel(gateway)
         return False
     if not gateway.cancelled() and (error := gateway.exception()) is not None:
-        logger.error("shutdown failed", exc_info=error)
+        if isinstance(error, TaskCrashed):
+            logger.error("stopped because task %s ended by itself", error.task)
+        else:
+            logger.error("shutdown failed", exc_info=error)
         return False
     logger.info("stopped in %.1f s", time.monotonic() - started)
     return True
 
 
 async def wait_for_stop(stop: asyncio.Event, failure: Callable[[], Coroutine[Any, Any, None]] | None) -> None:
-    """Return when `stop` is set; raise what stopped a component, if one stops by itself first. A
-    process whose deliverer died must exit, so that whatever supervises it starts it again: idle,
-    it would keep its partitions and their webhooks would wait for a person to notice."""
+    """Return when `stop` is set; raise what stopped a component, if one stops by itself first (the
+    Watchdog's TaskCrashed). A process that lost a vital task must exit, so that whatever supervises
+    it starts it again: idle, it would keep its partitions and their work would wait for a person."""
     if failure is None:
         await stop.wait()
         return

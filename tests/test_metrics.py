@@ -162,7 +162,7 @@ async def test_health_and_readiness_are_served_on_the_metrics_and_the_api_port(g
                 assert await response.json() == {
                     "ready": True,
                     "shuttingDown": False,
-                    "conditions": {"kafka": True, "partitions assigned": True, "deliverer": True},
+                    "conditions": {"kafka": True, "tasks": True, "partitions assigned": True},
                 }
 
 

@@ -270,7 +270,9 @@ class _FakeGateway:
         poller = asyncio.create_task(asyncio.sleep(3600), name="poll-i-1:accounts")
         self.started.set()
         try:
-            yield runtime.Endpoints(api_url=None, metrics_url="http://127.0.0.1:1", admin_token="")
+            yield runtime.Endpoints(
+                api_url=None, metrics_url="http://127.0.0.1:1", admin_token="", failure=asyncio.Event().wait
+            )
         finally:
             try:
                 if self._stuck:

@@ -5,7 +5,7 @@ reads every instance before it returns, so no event finds its instance missing a
 
     deliverer = await stack.enter_async_context(start_deliverer(
         settings, topics=topics, admin=admin, instances=instances.get,
-        registry=registry, health=health, revisions=updated_dates.get,
+        registry=registry, watchdog=watchdog, revisions=updated_dates.get,
     ))
     app = create_api_app(...)
     add_delivery_routes(app, deliverer.dead_letters)  # before the app is served
@@ -26,13 +26,13 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from types import TracebackType
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
-from gateway.api.health import Health
 from gateway.delivery.committer import Committer
 from gateway.delivery.consumer import DeliveryReader
 from gateway.delivery.dead_letters import DeadLetters
@@ -49,10 +49,9 @@ from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.kafka.transactions import TransactionalWriter
 from gateway.metrics import DeliveryMetrics, KafkaMetrics
 from gateway.settings import Settings
+from gateway.tasks import VitalTask, Watchdog
 
 logger = logging.getLogger(__name__)
-
-HEALTH_CONDITION = "deliverer"
 
 
 class _State(enum.Enum):
@@ -94,23 +93,23 @@ class Deliverer:
         instances: InstanceLookup,
         metrics: DeliveryMetrics,
         kafka_metrics: KafkaMetrics,
-        health: Health,
+        watchdog: Watchdog,
         revisions: RevisionLookup | None = None,
         unknown_instance_grace: float = 5.0,
     ) -> None:
         self._settings = settings
+        self._watchdog = watchdog
         self._layout = layout
         self._instances = instances
         self._metrics = metrics
         self._kafka_metrics = kafka_metrics
-        self._health = health
         self._revisions = revisions
         self._unknown_instance_grace = unknown_instance_grace
         self._stack = AsyncExitStack()
         self._dead_letters: DeadLetters | None = None
         self._reader: DeliveryReader | None = None
         self._committer: Committer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task: VitalTask | None = None
         self._state = _State.NEW
 
     @property
@@ -130,13 +129,6 @@ class Deliverer:
     def pending(self) -> int:
         """Events read and not yet finished."""
         return 0 if self._reader is None else self._reader.pending
-
-    async def wait(self) -> None:
-        """Return when the deliverer stops by itself, which it does only on an error: raised here
-        (an ExceptionGroup of the reading and committing tasks). For a runtime that watches it."""
-        if self._task is None:
-            raise RuntimeError("the deliverer is not running")
-        await asyncio.shield(self._task)
 
     async def __aenter__(self) -> Deliverer:
         if self._state is not _State.NEW:
@@ -160,6 +152,7 @@ class Deliverer:
                 topic=layout.state,
                 partitions=partitions,
                 metrics=self._metrics,
+                watchdog=self._watchdog,
                 revisions=self._revisions,
             )
         )
@@ -256,9 +249,8 @@ class Deliverer:
             sending=endpoints.sending,
         )
         consumer.subscribe(pattern=layout.pattern, listener=self._reader.listener)
-        self._task = asyncio.create_task(self._run(self._reader, self._committer), name="deliverer")
-        self._task.add_done_callback(self._report_crash)
-        self._health.watch(HEALTH_CONDITION, self._running)
+        # Vital: a process whose deliverer died keeps its partitions, and their webhooks wait.
+        self._task = self._watchdog.start(partial(self._run, self._reader, self._committer), name="deliverer")
         logger.info("deliverer started", extra={"role": "deliverer"})
 
     @staticmethod
@@ -267,28 +259,13 @@ class Deliverer:
             group.create_task(reader.run(), name="deliverer-read")
             group.create_task(committer.run(), name="deliverer-commit")
 
-    def _running(self) -> bool:
-        return self._state is _State.RUNNING and self._task is not None and not self._task.done()
-
-    def _report_crash(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        logger.error("the deliverer stopped on an error; no webhooks are sent", exc_info=task.exception())
-
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._state = _State.CLOSED
-        crash: BaseException | None = None
         try:
             if self._task is not None:
-                self._task.cancel()
-                try:
-                    await self._task
-                except asyncio.CancelledError:
-                    pass
-                except Exception as error:  # noqa: BLE001 - re-raised below, after the cleanup
-                    crash = error
+                await self._task.stop()  # what crashed it, if anything, went to the watchdog
             if self._reader is not None:
                 await self._reader.drain(self.drain_grace)
             if self._committer is not None:
@@ -298,8 +275,6 @@ class Deliverer:
                     logger.warning("last commit failed; the next owner repeats what it covered: %s", error)
         finally:
             await self._stack.aclose()
-        if crash is not None:
-            raise crash
 
 
 @asynccontextmanager
@@ -311,7 +286,7 @@ async def start_deliverer(
     instances: InstanceLookup,
     registry: CollectorRegistry,
     kafka_metrics: KafkaMetrics,
-    health: Health,
+    watchdog: Watchdog,
     revisions: RevisionLookup | None = None,
     unknown_instance_grace: float = 5.0,
 ) -> AsyncIterator[Deliverer]:
@@ -332,7 +307,7 @@ async def start_deliverer(
         instances=instances,
         metrics=metrics,
         kafka_metrics=kafka_metrics,
-        health=health,
+        watchdog=watchdog,
         revisions=revisions,
         unknown_instance_grace=unknown_instance_grace,
     ) as deliverer:

@@ -30,6 +30,7 @@ from gateway.instances.model import Instance
 from gateway.kafka.compacted import CompactedTopicTable
 from gateway.kafka.partitioning import state_partition
 from gateway.metrics import DeliveryMetrics
+from gateway.tasks import Watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class DisabledInstances:
         topic: str,
         partitions: int,
         metrics: DeliveryMetrics,
+        watchdog: Watchdog,
         revisions: RevisionLookup | None = None,
     ) -> None:
         self._topic = topic
@@ -76,7 +78,11 @@ class DisabledInstances:
         self._revisions = revisions
         self._markers: dict[str, _Marker] = {}
         self._table = CompactedTopicTable(
-            bootstrap_servers=bootstrap_servers, topic=topic, partitions=partitions, listener=self._on_record
+            bootstrap_servers=bootstrap_servers,
+            topic=topic,
+            partitions=partitions,
+            listener=self._on_record,
+            watchdog=watchdog,
         )
 
     async def __aenter__(self) -> DisabledInstances:

@@ -10,7 +10,7 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from gateway.tasks import cancel_and_wait
+from gateway.tasks import VitalTask, Watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +73,21 @@ def _apply(table: dict[str, bytes], key: bytes | None, value: bytes | None) -> N
 class CompactedTopicTable:
     """Reads a whole compacted topic at start, then tails it, calling `listener` for each change.
 
-    `wait_until(partition, offset)` gives read-your-writes to whoever produced that offset.
+    `wait_until(partition, offset)` gives read-your-writes to whoever produced that offset. The tail
+    is vital to `watchdog`: a table that stopped following its topic serves stale values forever.
     """
 
     def __init__(
-        self, *, bootstrap_servers: str, topic: str, partitions: int, listener: ChangeListener
+        self,
+        *,
+        bootstrap_servers: str,
+        topic: str,
+        partitions: int,
+        listener: ChangeListener,
+        watchdog: Watchdog,
     ) -> None:
         self._topic = topic
+        self._watchdog = watchdog
         self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
         self._listener = listener
         self._consumer = AIOKafkaConsumer(
@@ -92,7 +100,7 @@ class CompactedTopicTable:
         self._table: dict[str, bytes] = {}
         self._positions: dict[int, int] = {}
         self._advanced = asyncio.Condition()
-        self._task: asyncio.Task[None] | None = None
+        self._task: VitalTask | None = None
         self._state = _State.NEW
 
     @property
@@ -110,7 +118,7 @@ class CompactedTopicTable:
             await self._listener(key, value)
         for tp in partitions:
             self._positions[tp.partition] = await self._consumer.position(tp)
-        self._task = asyncio.create_task(self._tail(), name=f"tail-{self._topic}")
+        self._task = self._watchdog.start(self._tail, name=f"tail-{self._topic}")
         self._state = _State.RUNNING
         return self
 
@@ -119,7 +127,7 @@ class CompactedTopicTable:
     ) -> None:
         self._state = _State.CLOSED
         if self._task is not None:
-            await cancel_and_wait(self._task)
+            await self._task.stop()
         await self._consumer.stop()
 
     async def wait_until(self, partition: int, offset: int) -> None:

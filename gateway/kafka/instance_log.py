@@ -15,6 +15,7 @@ from gateway.errors import PublishError
 from gateway.instances.secrets import SecretBox
 from gateway.kafka.compacted import CompactedTopicTable
 from gateway.kafka.partitioning import state_partition
+from gateway.tasks import Watchdog
 
 Body = dict[str, Any]
 _APPLY_TIMEOUT_SECONDS = 30.0
@@ -25,7 +26,14 @@ class InstanceLog:
     """Writes instance bodies and hands every change, decrypted, to `listener` (deletes as None)."""
 
     def __init__(
-        self, *, bootstrap_servers: str, topic: str, partitions: int, box: SecretBox, listener: BodyListener
+        self,
+        *,
+        bootstrap_servers: str,
+        topic: str,
+        partitions: int,
+        box: SecretBox,
+        listener: BodyListener,
+        watchdog: Watchdog,
     ) -> None:
         self._topic = topic
         self._partitions = partitions
@@ -38,7 +46,11 @@ class InstanceLog:
             acks="all",
         )
         self._table = CompactedTopicTable(
-            bootstrap_servers=bootstrap_servers, topic=topic, partitions=partitions, listener=self._on_record
+            bootstrap_servers=bootstrap_servers,
+            topic=topic,
+            partitions=partitions,
+            listener=self._on_record,
+            watchdog=watchdog,
         )
 
     async def __aenter__(self) -> InstanceLog:

@@ -3,9 +3,36 @@
 Every poller replica joins one group on the instances topic. A replica polls the instances of the
 partitions it is assigned; the checkpoints topic is co-partitioned, so it owns their checkpoints too.
 On assignment it starts the partition's transactional writer (whose id fences any previous owner),
-reads the partition's checkpoints and instances to their end, then starts their pollers. On
-revocation it stops them, which aborts a transaction in flight. A writer whose producer was fenced
-takes its transactional id back only if the group coordinator still assigns it the partition.
+reads the partition's checkpoints and instances to their end, then starts their pollers. When a
+partition is taken away it stops them, which aborts a transaction in flight. A writer whose producer
+was fenced takes its transactional id back only if the group coordinator still assigns it the
+partition.
+
+Only what moves stops. aiokafka has only the eager protocol: at every join or leave each member is
+told that all its partitions are revoked, then given its new assignment. A replica keeps polling
+through the revocation, and the assignment tells it what moved: it stops the partitions it lost and
+starts the ones it gained; the others run on, their pollers, producers and in-memory checkpoints
+untouched. That overlap is safe because a partition's owner is whoever holds its transactional id
+(`<state prefix>-poller-<partition>`, see kafka/transactions.py), not whoever the group names:
+
+- The new owner's writer starts with `init_transactions`, which bumps the id's epoch. The
+  coordinator first completes or aborts whatever transaction the old owner has open under that id,
+  and from then on rejects the old producer's sends and commits as fenced. So the old owner, still
+  polling the moved partition until its own assignment arrives, either committed before the new
+  owner began (and the new owner reads that checkpoint, read_committed, after its start) or can
+  commit nothing more: its polls fail, and its writer may not recover since `_still_owned` asks the
+  coordinator. Nothing is published twice or lost; the same argument covers a replica paused past
+  its session.
+- A partition kept across the rebalance had no other owner in between only if this member's new
+  assignment belongs to the generation right after the one of its previous assignment (or the same
+  one). Else this member missed a generation (its session expired, or a rebalance restarted before
+  it synced) in which another may have owned the partition and committed past our in-memory
+  checkpoints: then everything it holds is released and read again from Kafka, as a new partition.
+
+aiokafka's sticky assignor would move fewer partitions than round robin, but listing it beside round
+robin (needed while older replicas in the group know only round robin) makes aiokafka 0.14 send one
+JoinGroup per assignor (aio-libs/aiokafka#1168), and listing it alone locks older replicas out of the
+group during a rolling upgrade. Round robin it stays.
 """
 
 from __future__ import annotations
@@ -29,7 +56,7 @@ from gateway.kafka.transactions import TransactionalWriter
 from gateway.metrics import ConsumerLag, PollingMetrics
 from gateway.polling.checkpoint import Checkpoint
 from gateway.polling.supervisor import PollerSupervisor
-from gateway.tasks import cancel_and_wait
+from gateway.tasks import VitalTask, Watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +105,11 @@ class PollerMembership:
         decode_instance: InstanceDecoder,
         metrics: PollingMetrics,
         admin: TopicAdmin,
+        watchdog: Watchdog,
         consumer_lag: ConsumerLag | None = None,
     ) -> None:
         self._config = config
+        self._watchdog = watchdog
         self._admin = admin
         self._supervisor = supervisor
         self._writer_factory = writer_factory
@@ -101,8 +130,12 @@ class PollerMembership:
         self._lag = consumer_lag
         self._writers: dict[int, AsyncExitStack] = {}
         self._assignment: set[int] = set()  # what the group gave us; acquired one by one into _writers
+        self._generation: int | None = None  # the group generation of that assignment
+        # Per owned partition, the offset after the last instance record applied or loaded: where a
+        # partition kept across a rebalance is read on from (the reassignment forgets positions).
+        self._positions: dict[int, int] = {}
         self._loading: dict[int, _Loading] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._task: VitalTask | None = None
         self._state = _State.NEW
         self.assigned = asyncio.Event()
 
@@ -117,7 +150,8 @@ class PollerMembership:
         if self._lag is not None:
             self._lag.track(self._config.group_id, self._consumer)
         self._consumer.subscribe([self._config.instances_topic], listener=_Listener(self))
-        self._task = asyncio.create_task(self._consume(), name="poller-membership")
+        # Vital: without it no instance change reaches the pollers, and no assignment is loaded.
+        self._task = self._watchdog.start(self._consume, name="poller-membership")
         self._state = _State.RUNNING
         return self
 
@@ -126,7 +160,7 @@ class PollerMembership:
     ) -> None:
         self._state = _State.CLOSED
         if self._task is not None:
-            await cancel_and_wait(self._task)
+            await self._task.stop()
         # Stop polling before leaving the group, so that no successor overlaps with us; then release
         # what a rebalance under way may have handed us meanwhile.
         for partition in list(self._writers):
@@ -163,6 +197,7 @@ class PollerMembership:
             await stack.aclose()
             return
         self._writers[partition] = stack
+        self._positions[partition] = 0
         self._supervisor.acquire(partition, writer, checkpoints)
         self._loading[partition] = _Loading(end=end)
         self._metrics.partitions_owned.inc()
@@ -188,6 +223,7 @@ class PollerMembership:
 
     async def _release(self, partition: int) -> None:
         self._loading.pop(partition, None)
+        self._positions.pop(partition, None)
         await self._supervisor.release(partition)
         stack = self._writers.pop(partition, None)
         if stack is not None:
@@ -207,6 +243,8 @@ class PollerMembership:
                         loading.latest[record.key.decode()] = record.value
                     else:
                         await self._apply(record.key.decode(), record.value)
+                if records and tp.partition in self._positions:
+                    self._positions[tp.partition] = records[-1].offset + 1
             await self._finish_loading()
 
     async def _finish_loading(self) -> None:
@@ -223,21 +261,46 @@ class PollerMembership:
     async def _apply(self, instance_id: str, value: bytes | None) -> None:
         await self._supervisor.apply(instance_id, self._decode(instance_id, value))
 
+    def _group_generation(self) -> int:
+        """The generation of the group this member last joined. aiokafka keeps it on its coordinator
+        and has no public accessor (Java's is `groupMetadata().generationId()`)."""
+        return int(self._consumer._coordinator.generation)
+
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, membership: PollerMembership) -> None:
         self._membership = membership
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        """The eager protocol revokes everything: keep polling; the next assignment says what moved.
+        Meanwhile no fenced writer may take its id back (`_still_owned`)."""
         self._membership._metrics.rebalances.inc()
         self._membership.assigned.clear()
         self._membership._assignment.clear()
-        for tp in revoked:
-            await self._membership._release(tp.partition)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         membership = self._membership
-        membership._assignment = {tp.partition for tp in assigned}
+        partitions = {tp.partition for tp in assigned}
+        generation, previous = membership._group_generation(), membership._generation
+        membership._generation = generation
+        continuous = previous is not None and generation - previous in (0, 1)
+        kept = partitions & set(membership._writers) if continuous else set()
+        for partition in kept:  # before any await: the reader must not fetch from the reset position
+            tp = TopicPartition(membership._config.instances_topic, partition)
+            membership._consumer.seek(tp, membership._positions[partition])
+        released = sorted(set(membership._writers) - kept)
+        for partition in released:
+            await membership._release(partition)
+        if previous is not None:
+            logger.info(
+                "rebalanced (generation %d after %d): %d state partitions kept, %d released, %d to take over",
+                generation,
+                previous,
+                len(kept),
+                len(released),
+                len(partitions - kept),
+            )
+        membership._assignment = partitions
         # aiokafka sends no heartbeat until this returns, and one acquisition takes up to a second
         # (the group consumer's offset requests wait behind its fetch): one after the other, a dozen
         # partitions outlast the session, the broker drops this member and the rebalance starts over.

@@ -1,5 +1,6 @@
 """Owns every polling task of this process: starts, reconfigures and stops them as instances change
-and as state partitions are assigned to this replica or taken away from it."""
+and as state partitions are assigned to this replica or taken away from it, and restarts one that
+crashes."""
 
 from __future__ import annotations
 
@@ -20,11 +21,17 @@ from gateway.metrics import PollingMetrics
 from gateway.polling.checkpoint import Checkpoint
 from gateway.polling.task import PollerPlacement, ResourcePoller
 from gateway.sources.base import Source
-from gateway.tasks import cancel_and_wait
+from gateway.tasks import Watchdog, cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
 SourceFactory = Callable[[Instance], Source]
+
+# A poll's own failures (the source, Kafka) are handled inside it; a crash is a bug, often one that
+# the next poll of the same data meets again. It is restarted after 1 s, then 2, 4, ... up to 5 min;
+# one that ran longer than that before it crashed starts over from 1 s.
+_RESTART_FIRST_SECONDS = 1.0
+_RESTART_MAX_SECONDS = 300.0
 
 
 class _State(enum.Enum):
@@ -58,9 +65,11 @@ class PollerSupervisor:
         overlap_seconds: float,
         poll_concurrency: int,
         metrics: PollingMetrics,
+        watchdog: Watchdog,
         event_mode: Mode = "structured",
     ) -> None:
         self._source_factory = source_factory
+        self._watchdog = watchdog
         self._admin = admin
         self._topics = topics
         self._state_partitions = state_partitions
@@ -138,8 +147,7 @@ class PollerSupervisor:
             self._metrics.checkpoint_ages.track(instance.id, resource.name, poller.committed_at)
             # Every line the poller logs, its source's included, names the instance and resource.
             context = task_context(instance_id=instance.id, resource=resource.name)
-            task = asyncio.create_task(poller.run(), name=f"poll-{key}", context=context)
-            task.add_done_callback(self._report_crash)
+            task = asyncio.create_task(self._keep_polling(poller), name=f"poll-{key}", context=context)
             started.append((poller, task))
         owned.pollers[instance.id] = started
         self._metrics.pollers_running.inc(len(started))
@@ -157,7 +165,22 @@ class PollerSupervisor:
             self._metrics.pollers_running.dec(len(running))
             logger.info("polling stopped", extra={"instance_id": instance_id})
 
-    def _report_crash(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        logger.error("poller crashed: %s", task.get_name(), exc_info=task.exception())
+    async def _keep_polling(self, poller: ResourcePoller) -> None:
+        """Run the poller until it is stopped; after a crash, count it and start it again, from the
+        checkpoint of its last completed poll, once the backoff has passed."""
+        loop = asyncio.get_running_loop()
+        crashes = 0
+        while True:
+            started = loop.time()
+            try:
+                await poller.run()
+            except Exception as error:
+                if loop.time() - started > _RESTART_MAX_SECONDS:
+                    crashes = 0
+                delay = min(_RESTART_FIRST_SECONDS * 2**crashes, _RESTART_MAX_SECONDS)
+                crashes += 1
+                self._watchdog.crashed("poller")
+                logger.exception(
+                    "poller crashed; restarting it in %g s", delay, extra={"error": type(error).__name__}
+                )
+                await asyncio.sleep(delay)

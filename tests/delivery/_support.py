@@ -19,7 +19,6 @@ from jsonschema import Draft202012Validator
 from prometheus_client import CollectorRegistry
 from referencing import Registry, Resource
 
-from gateway.api.health import Health
 from gateway.delivery.dead_letters import DeadLetter
 from gateway.delivery.runner import Deliverer, start_deliverer
 from gateway.events import ChangeEvent, encode
@@ -27,8 +26,9 @@ from gateway.instances import validate_instance
 from gateway.instances.model import Instance
 from gateway.kafka.compacted import read_to_end
 from gateway.kafka.topics import TopicAdmin, TopicNames
-from gateway.metrics import KafkaMetrics
+from gateway.metrics import KafkaMetrics, TaskMetrics
 from gateway.settings import Settings
+from gateway.tasks import Watchdog
 from tests.conftest import wait_for
 from tests.instances.seed_examples import seed_bodies
 
@@ -199,7 +199,7 @@ async def delivering(
             instances=instances.get,
             registry=registry,
             kafka_metrics=KafkaMetrics(registry),
-            health=Health(),
+            watchdog=Watchdog(TaskMetrics(registry)),
             **kwargs,
         ) as deliverer,
     ):

@@ -20,8 +20,9 @@ from gateway.delivery.ssrf import GuardedConnector
 from gateway.delivery.state import DisabledInstances
 from gateway.events import encode
 from gateway.kafka.topics import TopicAdmin, TopicNames
-from gateway.metrics import DeliveryMetrics
+from gateway.metrics import DeliveryMetrics, TaskMetrics
 from gateway.settings import Settings
+from gateway.tasks import Watchdog
 from tests.conftest import wait_for
 from tests.delivery._support import (
     LOOPBACK,
@@ -105,6 +106,7 @@ async def test_a_record_of_a_partition_being_handed_over_makes_no_further_attemp
                 topic=layout.state,
                 partitions=settings.delivery_topic_partitions,
                 metrics=metrics,
+                watchdog=Watchdog(TaskMetrics(registry)),
             ) as disabled,
             aiohttp.ClientSession(connector=GuardedConnector(allowed=LOOPBACK)) as session,
         ):

@@ -11,12 +11,13 @@ from prometheus_client import CollectorRegistry
 
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.kafka.transactions import TransactionalWriter
-from gateway.metrics import KafkaMetrics, PollingMetrics
+from gateway.metrics import KafkaMetrics, PollingMetrics, TaskMetrics
 from gateway.polling.membership import MembershipConfig, PollerMembership
 from gateway.polling.supervisor import PollerSupervisor
 from gateway.runtime import Endpoints, start_gateway
 from gateway.settings import Settings
 from gateway.sim import Simulator
+from gateway.tasks import Watchdog
 from tests.conftest import ADMIN_TOKEN, seed_instance, wait_for
 from tests.polling._support import create, only
 
@@ -117,6 +118,7 @@ async def test_replicas_that_joined_before_the_instances_topic_existed_are_assig
     topics = TopicNames(prefix=settings.topic_prefix, state_prefix=settings.state_topic_prefix)
     metrics = PollingMetrics(registry)
     kafka_metrics = KafkaMetrics(registry)
+    watchdog = Watchdog(TaskMetrics(registry))
     config = MembershipConfig(
         bootstrap_servers=bootstrap,
         instances_topic=topics.instances,
@@ -137,6 +139,7 @@ async def test_replicas_that_joined_before_the_instances_topic_existed_are_assig
             overlap_seconds=5.0,
             poll_concurrency=1,
             metrics=metrics,
+            watchdog=watchdog,
         )
         async with (
             supervisor,
@@ -152,6 +155,7 @@ async def test_replicas_that_joined_before_the_instances_topic_existed_are_assig
                 decode_instance=lambda _id, _value: None,
                 metrics=metrics,
                 admin=admin,
+                watchdog=watchdog,
             ) as membership,
         ):
             await wait_for(lambda: registry.get_sample_value("gateway_poller_rebalances_total") == 1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from gateway.kafka.compacted import read_table
+from gateway.kafka.partitioning import state_partition
 from gateway.kafka.topics import TopicAdmin
 from gateway.sim import RequestRecord, Simulator
 from gateway.sources.dynamics.client import user_agent
@@ -156,10 +157,11 @@ class _Group:
 
 @contextlib.asynccontextmanager
 async def _group(
-    bootstrap: str, unique: str, logs: Path, *, instances: int, page_size: int, seed: int
+    bootstrap: str, unique: str, logs: Path, *, instances: int, page_size: int, seed: int, started: int = 3
 ) -> AsyncIterator[_Group]:
-    """Three settled replicas (`poller-0` with the admin API) polling `instances` instances, with
-    every instance's change-tracking baseline committed."""
+    """Three replicas (`poller-0` with the admin API), the first `started` of them running and settled,
+    polling `instances` instances, with every instance's change-tracking baseline committed. The
+    others are the test's to start; all are killed at the end."""
     users = {f"user-{n}@contoso.example": f"password-{n}" for n in range(instances)}
     async with Simulator(users=users, seed=seed, request_log_size=100_000) as sim:
         changes = LiveChanges.on_existing(sim, 1000)
@@ -174,12 +176,15 @@ async def _group(
             GatewayProcess.replica(env, "poller-1", logs=logs, role="poller"),
             GatewayProcess.replica(env, "poller-2", logs=logs, role="poller"),
         )
-        async with running(*replicas):
+        async with contextlib.AsyncExitStack() as stack:
+            for later in replicas[started:]:
+                stack.push_async_callback(later.kill)
+            await stack.enter_async_context(running(*replicas[:started]))
             group = _Group(sim, env, replicas, changes, {})
             for user, password in users.items():
                 body = accounts_instance(sim, user=user, password=password, page_size=page_size, name=user)
                 group.users[await group.api.create_instance(body)] = user
-            await wait_for(lambda: group.settled(*replicas), within=40)
+            await wait_for(lambda: group.settled(*replicas[:started]), within=40)
             await wait_for(group.baselines_committed, within=20)
             # The event topic, as the first poll that publishes would create it: a read_committed
             # tail assigned a topic that does not exist yet waits out its request timeout (40 s) first.
@@ -317,3 +322,82 @@ async def test_scaling_down_from_three_replicas_to_one_keeps_every_instance_poll
     assert [r["replica"] for r in view["replicas"]] == [last.name]
     assert view["replicas"][0]["partitions"] == list(range(PARTITIONS))
     assert sorted(view["replicas"][0]["instances"]) == sorted(group.users)
+
+
+def _pollers_started_and_stopped(replica: GatewayProcess, *, after_line: int) -> Counter[tuple[str, str]]:
+    """(message, instance id) of the `polling started` and `polling stopped` lines of the replica's
+    log after its line `after_line`."""
+    found: Counter[tuple[str, str]] = Counter()
+    for line in replica.log.read_text(errors="replace").splitlines()[after_line:]:
+        if not line.startswith("{"):
+            continue
+        entry = orjson.loads(line)
+        if entry["message"] in ("polling started", "polling stopped"):
+            found[(entry["message"], entry["instance_id"])] += 1
+    return found
+
+
+def _lines(replica: GatewayProcess) -> int:
+    return len(replica.log.read_text(errors="replace").splitlines())
+
+
+async def test_a_third_replica_joins_and_the_pollers_of_the_partitions_that_stay_put_keep_running(
+    kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    """aiokafka's group protocol is eager: each rebalance revokes every partition of every member. A
+    replica keeps polling through it, and of what the new assignment gives it, stops only the
+    partitions that moved away and starts only the new ones. The source keeps changing throughout,
+    and a read_committed consumer then sees each change exactly once."""
+    async with _group(
+        kafka_bootstrap, unique, tmp_path, instances=12, page_size=10, seed=67, started=2
+    ) as group:
+        staying, joining = group.replicas[:2], group.replicas[2]
+        changes = group.changes
+        async with EventTail(kafka_bootstrap, group.topic, TOPIC_PARTITIONS) as tail:
+            group.sim.faults.latency_ms = 20  # polls of several pages: some are mid-poll at the join
+            async with changes.flowing(per_tick=1, limit=900, tick=0.1):
+                await wait_for(lambda: sum(tail.by_instance.values()) > 0, within=20)
+                before = await _ownership(group)
+                lines = {r.name: _lines(r) for r in staying}
+                rebalances = sum([await r.metric("gateway_poller_rebalances_total") for r in staying])
+                started = time.monotonic()
+                await joining.start()
+                await wait_for(lambda: group.settled(*group.replicas), within=40)
+                took = time.monotonic() - started
+                after = await _ownership(group)
+                restarts = {
+                    r.name: _pollers_started_and_stopped(r, after_line=lines[r.name]) for r in staying
+                }
+                rebalanced = sum([await r.metric("gateway_poller_rebalances_total") for r in staying])
+                failed = [await r.polls("failed") for r in group.replicas]
+            await group.check_each_change_once(tail)
+
+    owner_before = {p: name for name, parts in before.items() for p in parts}
+    owner_after = {p: name for name, parts in after.items() for p in parts}
+    stayed = {p for p in owner_before if owner_after.get(p) == owner_before[p]}
+    moved = {p: (owner_before[p], owner_after[p]) for p in owner_before if p not in stayed}
+    kept = {i for i in group.users if state_partition(i, PARTITIONS) in stayed}
+    print(
+        f"third replica settled in {took:.1f} s; {len(stayed)} of {PARTITIONS} partitions stayed put "
+        f"({len(kept)} instances), moved (from, to): {dict(sorted(moved.items()))}; "
+        f"polls failed per replica: {failed}"
+    )
+    assert rebalanced > rebalances, "the join caused no rebalance"
+    assert stayed, f"no partition stayed with its owner: {before} -> {after}"
+    # The pollers of the partitions that stayed put were neither stopped nor started again.
+    restarted = {
+        (name, message, instance): count
+        for name, found in restarts.items()
+        for (message, instance), count in found.items()
+        if instance in kept
+    }
+    assert restarted == {}, f"pollers restarted by the rebalance: {restarted}"
+    # Those of the partitions that moved stopped on their old owner, once.
+    for p, (old, _new) in moved.items():
+        for i in (i for i in group.users if state_partition(i, PARTITIONS) == p):
+            assert restarts[old][("polling stopped", i)] == 1, (p, old, i, restarts[old])
+
+
+async def _ownership(group: _Group) -> dict[str, list[int]]:
+    """The state partitions of each replica, as the group coordinator has them."""
+    return {r["replica"]: r["partitions"] for r in (await group.api.cluster())["replicas"]}
