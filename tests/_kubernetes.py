@@ -4,6 +4,9 @@ and the service-account files that Kubernetes mounts into a pod: what a departin
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -11,6 +14,10 @@ from pathlib import Path
 
 import orjson
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 TOKEN = "service-account-token-not-a-real-one"
 NAMESPACE = "apps"
@@ -22,6 +29,38 @@ def service_account(directory: Path, *, namespace: str = NAMESPACE) -> Path:
     (directory / "token").write_text(TOKEN + "\n")
     (directory / "namespace").write_text(namespace)
     return directory
+
+
+def self_signed(directory: Path) -> ssl.SSLContext:
+    """A server TLS context for 127.0.0.1 whose certificate is its own CA, written to
+    `directory/ca.crt` as a cluster's CA is mounted into a pod."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "ca.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (directory / "server.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(directory / "ca.crt", directory / "server.key")
+    return context
 
 
 @dataclass
@@ -59,16 +98,18 @@ class KubernetesApi:
 
 
 @asynccontextmanager
-async def kubernetes_api(api: KubernetesApi | None = None) -> AsyncIterator[KubernetesApi]:
+async def kubernetes_api(
+    api: KubernetesApi | None = None, *, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[KubernetesApi]:
     api = api or KubernetesApi()
     app = web.Application()
     app.router.add_get("/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}", api._statefulset)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
         await site.start()
-        api.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        api.url = f"{'https' if tls else 'http'}://127.0.0.1:{runner.addresses[0][1]}"
         yield api
     finally:
         api._stopping.set()

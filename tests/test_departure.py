@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer
 
 from gateway.departure import Departure, StatefulSetPod, scaled_down
 from gateway.kafka.topics import TopicAdmin
-from tests._kubernetes import TOKEN, KubernetesApi, kubernetes_api, service_account
+from tests._kubernetes import TOKEN, KubernetesApi, kubernetes_api, self_signed, service_account
 from tests.conftest import wait_for
 
 
@@ -97,6 +97,18 @@ async def test_without_a_service_account_it_stays_and_asks_nothing(
             assert await scaled_down(_pod(api, tmp_path / "no-account")) is False
     assert api.asked == []
     assert "cannot read the pod's service account, so staying in the groups" in caplog.text
+
+
+async def test_over_https_it_trusts_the_clusters_ca_only(tmp_path: Path) -> None:
+    account = service_account(tmp_path / "account")
+    tls = self_signed(account)  # the cluster's CA, as mounted beside the token
+    async with kubernetes_api(KubernetesApi(replicas={"gw-poller": 1}), tls=tls) as api:
+        assert api.url.startswith("https://")
+        assert await scaled_down(_pod(api, account)) is True
+        other = service_account(tmp_path / "other")
+        self_signed(other)  # a CA that did not sign the server's certificate
+        assert await scaled_down(_pod(api, other)) is False
+    assert len(api.asked) == 1, "nothing is sent to a server it cannot verify"
 
 
 # Leaving, against the broker ------------------------------------------------------------------------

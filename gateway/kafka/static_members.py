@@ -64,6 +64,10 @@ async def remove_static_member(client: AIOKafkaAdminClient, group_id: str, insta
         response = await client._send_request_to_node(coordinator, _RemoveStaticMember(group_id, instance_id))
     except KafkaError as exc:
         raise PublishError(f"cannot remove member {instance_id!r} from group {group_id!r}: {exc}") from exc
+    except NotImplementedError as exc:  # what aiokafka raises for a broker without LeaveGroup v3
+        raise PublishError(
+            f"cannot remove member {instance_id!r} from group {group_id!r}: it needs Kafka 2.4 or later"
+        ) from exc
     codes = [response.error_code, *(code for _member, _instance, code in response.members)]
     for code in codes:
         if code == UnknownMemberIdError.errno:
