@@ -2,6 +2,9 @@
 cluster fails under it. `event-gateway run` and `make demo` still stop within their bound, with
 status 0, and without asyncio's complaints of tasks destroyed while pending or clients left open.
 
+`make kafka-up` says whose broker answers, since a reused one has its log elsewhere and outlives
+`make kafka-down`.
+
 Each test starts a private broker of its own (`.ci/kafka.sh` with another port and state directory),
 so that killing it leaves the shared one alone.
 """
@@ -155,3 +158,26 @@ async def test_the_demo_stops_cleanly_when_the_broker_died_first(
     assert _complaints(output) == []
     assert status == 0, output[-3000:]
     assert "demo stopped" in output
+
+
+async def _kafka_up(port: str, state: Path) -> str:
+    env = {name: value for name, value in os.environ.items() if name != "GATEWAY_KAFKA_BOOTSTRAP_SERVERS"}
+    env.update(KAFKA_PORT=port, KAFKA_STATE_DIR=str(state))
+    script = await asyncio.create_subprocess_exec(
+        str(ROOT / ".ci" / "kafka.sh"), "up", env=env, stdout=subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(script.communicate(), timeout=60)
+    assert script.returncode == 0
+    return out.decode()
+
+
+@pytest.mark.timeout(180)
+async def test_kafka_up_says_whose_broker_answers(private_broker: PrivateBroker, tmp_path: Path) -> None:
+    port = private_broker.bootstrap.rsplit(":", 1)[1]
+    ours = await _kafka_up(port, tmp_path / "kafka")
+    assert f"the broker this checkout started (pid {private_broker.pid})" in ours
+    assert str(tmp_path / "kafka" / "server.log") in ours
+    theirs = await _kafka_up(port, tmp_path / "another-checkout")
+    assert "reusing the broker that already answers" in theirs
+    assert "`make kafka-down` leaves it running" in theirs
+    assert not (tmp_path / "another-checkout" / "broker.pid").exists()
