@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway.errors import SecretKeyMismatch
 from gateway.instances._connection import PREVIOUS_SIGNATURE_KEY, SIGNATURE_KEY, SIGNATURE_ROTATED_AT
 from gateway.instances.masking import MASK, mask_body, mask_url, unmasked_patch
 from gateway.instances.model import (
@@ -11,7 +12,7 @@ from gateway.instances.model import (
     ResourceConfig,
     SourceConnection,
 )
-from gateway.instances.secrets import SECRET_KEYS, SECRET_URL_KEYS, SecretBox, SecretKeyMismatch
+from gateway.instances.secrets import SECRET_KEYS, SECRET_URL_KEYS, SecretBox
 from gateway.instances.validate import ELEMENT_KEYS, ValidatedInstance, apply_patch, validate_instance
 
 __all__ = [

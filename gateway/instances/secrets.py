@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import SecretStr
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, SecretKeyMismatch
 
 SECRET_KEYS = (
     "user.password",
@@ -42,10 +42,6 @@ _HKDF_INFO = b"event-gateway/instance-secrets/v1"
 
 # What to do with one stored value: (configuration key, value) -> new value.
 _Transform = Callable[[str, object], object]
-
-
-class SecretKeyMismatch(ConfigError):
-    """A stored secret was encrypted with none of the configured keys (or the token is damaged)."""
 
 
 class SecretBox:
