@@ -2,8 +2,8 @@
 
 Three kinds of field can carry a credential, and each is stored as `{"$encrypted": "<Fernet token>"}`:
 - `SECRET_KEYS`, whose whole value is a secret (passwords, signature keys);
-- `SECRET_URL_KEYS`, URLs whose user info, path or query may hold a token (a callback
-  `https://hooks.example.com/in?token=...`);
+- `SECRET_URL_KEYS`, the callback URL, whose path or query may hold a token
+  (`https://hooks.example.com/in?token=...`);
 - `CALLBACK_HEADERS`, every value of it (`Authorization: Bearer ...`), or the whole of it when it is given
   as a string of JSON.
 
@@ -33,7 +33,9 @@ SECRET_KEYS = (
     "event.notification.signature.previous.key",
     "event.notification.basic.password",
 )
-SECRET_URL_KEYS = ("event.notification.callback.url", "oauth.token.url")
+# Not oauth.token.url or dynamics.base.url: validation refuses user info in both and a query in the
+# latter, and a token endpoint takes credentials in the request body, never the URI (RFC 6749 2.3.1).
+SECRET_URL_KEYS = ("event.notification.callback.url",)
 CALLBACK_HEADERS = "event.notification.callback.headers"
 ENCRYPTED = "$encrypted"
 

@@ -103,6 +103,7 @@ def test_mask_replaces_secrets_anywhere(body: dict[str, Any]) -> None:
         assert masked["configuration"]["user.username"] == "me"
     assert mask_body(body)["misplaced"] == [{"user.password": MASK, CALLBACK: f"https://x.example/{MASK}"}]
     assert mask_body(body)["configuration"][CALLBACK] == f"https://hooks.example.com:8443/{MASK}"
+    assert mask_body(body)["configuration"]["oauth.token.url"] == body["configuration"]["oauth.token.url"]
     assert mask_body(body)["configuration"]["event.poller.configuration"] == {
         "accounts": {"url": "/hubs/crm/accounts"}
     }

@@ -24,7 +24,6 @@ SECRETS = {
     "event.notification.signature.previous.key": "hunter2-previous-signature",
     "event.notification.basic.password": "hunter2-basic",
     "event.notification.callback.url": "https://hooks.example.com/in?token=hunter2-callback",
-    "oauth.token.url": "https://login.example.com/t/oauth2/token?code=hunter2-token-url",
 }
 HEADERS = {"Authorization": "Bearer hunter2-header", "X-Api-Key": "hunter2-api-key"}
 
