@@ -213,6 +213,21 @@ def test_given_secret_values_are_used() -> None:
     assert base64.b64decode(secret["data"]["admin-token"]).decode() == "ci-admin-token-not-a-real-one"
 
 
+def test_previous_secret_keys_reach_every_container_only_while_they_are_set() -> None:
+    rendered = render()
+    assert "secret-key-previous" not in rendered.one("Secret", "gw-event-gateway")["data"]
+    for workload in render("--set", "mode=split").workloads:
+        env = _env(_containers(workload)[0])
+        assert env["GATEWAY_SECRET_KEY_PREVIOUS"]["valueFrom"]["secretKeyRef"] == {
+            "name": "gw-event-gateway",
+            "key": "secret-key-previous",
+            "optional": True,  # unset, not empty, when the Secret has none
+        }
+    secret = render(*FULL).one("Secret", "gw-event-gateway")
+    previous = base64.b64decode(secret["data"]["secret-key-previous"]).decode()
+    assert previous == "ci-previous-key-not-a-real-one-0123456789,ci-older-key-not-a-real-one-0123456789"
+
+
 def test_an_existing_secret_replaces_the_charts() -> None:
     rendered = render("--set", "secret.existingSecret=vault-synced", "--set", "secret.secretKeyKey=key")
     assert not rendered.of("Secret")
@@ -389,9 +404,19 @@ def test_checkpoint_age_threshold_follows_the_refresh_interval() -> None:
         (["--set", "config.GATEWAY_SECRET_KEY=x"], "GATEWAY_SECRET_KEY"),
         (["--set", "config.kafka=x"], "kafka"),
         (["--set", "secret.secretKey=too-short"], "secretKey"),
+        (["--set", "secret.previousSecretKeys=too-short"], "previousSecretKeys"),
+        (["--set", "config.GATEWAY_SECRET_KEY_PREVIOUS=x"], "GATEWAY_SECRET_KEY_PREVIOUS"),
         (["--set", "replicas=3"], "replicas"),
     ],
-    ids=["unknown-mode", "secret-in-config", "not-a-setting", "short-key", "unknown-key"],
+    ids=[
+        "unknown-mode",
+        "secret-in-config",
+        "not-a-setting",
+        "short-key",
+        "short-previous-key",
+        "previous-key-in-config",
+        "unknown-key",
+    ],
 )
 def test_the_values_schema_rejects_mistakes(args: list[str], complaint: str) -> None:
     result = _helm("template", "gw", str(CHART), *args)
