@@ -172,3 +172,21 @@ def test_any_body_round_trips_and_no_secret_is_stored_in_plaintext(body: dict[st
     assert box.is_current(encrypted)
     assert box.decrypt_body(encrypted) == body
     assert SecretBox(OLD_KEY, previous=[KEY]).decrypt_body(encrypted) == body
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example.com:\u00b6token/in",  # a port that is not a number
+        "https://hooks.example\uff0fcom@\u00b6token.example/in",  # NFKC changes the netloc
+        "https://[::1\u00b6token/in",
+    ],
+)
+def test_a_url_problem_never_quotes_the_url(url: str) -> None:
+    body = seed_bodies()["2016"]
+    body["configuration"]["event.notification.callback.url"] = url
+    with pytest.raises(InstanceValidationError) as caught:
+        validate_instance(body)
+    (problem,) = [p for p in caught.value.problems if "callback.url" in p.path]
+    assert problem.message.startswith("is not a valid URL: ")
+    assert "\u00b6" not in str(caught.value)
