@@ -216,9 +216,12 @@ async def test_no_secret_of_a_run_is_found_in_plaintext_anywhere_the_gateway_wro
             assert hit.headers["Authorization"] == "Basic " + secrets.forms()["basic-auth header"].decode()
             assert hit.headers["X-Api-Key"] == secrets.header_a
 
-            async def dead_lettered() -> bool:
+            async def dead_letters() -> int:
                 listed = await responses.call(api, "GET", f"/instances/{id_b}/deliveries")
-                return bool(listed["count"])
+                return int(listed["count"])
+
+            async def dead_lettered() -> bool:
+                return await dead_letters() >= 1
 
             await wait_for(dead_lettered, within=30)
             assert any(h.headers.get("Authorization") == secrets.header_b for h in receiver.hits)
@@ -230,8 +233,18 @@ async def test_no_secret_of_a_run_is_found_in_plaintext_anywhere_the_gateway_wro
             replayed = await responses.call(api, "POST", f"/instances/{id_b}/deliveries/replay", json={})
             assert replayed["replayed"] >= 1
             second = insert(sim, "accounts", {"name": "scanned again"})
-            await wait_for(lambda: any(second in h.body.decode() for h in receiver.hits), within=30)
-            await wait_for(dead_lettered, within=30)
+
+            def second_to_a() -> list[Hit]:
+                return [h for h in receiver.hits if h.path == "/hooks/in" and second in h.body.decode()]
+
+            await wait_for(lambda: len(second_to_a()) >= 1, within=30)
+            for key in (secrets.signature_a_new, secrets.signature_a):  # both, while receivers switch
+                Webhook(key.encode()).verify(second_to_a()[0].body, second_to_a()[0].headers)
+
+            async def both_dead_lettered() -> bool:  # the replayed change again, and the second one
+                return await dead_letters() == 2
+
+            await wait_for(both_dead_lettered, within=30)
 
             for path in ("/instances", f"/instances/{id_a}", f"/instances/{id_b}", "/cluster"):
                 await responses.call(api, "GET", path)
@@ -240,6 +253,10 @@ async def test_no_secret_of_a_run_is_found_in_plaintext_anywhere_the_gateway_wro
                 for path in ("/healthz", "/readyz", "/metrics"):
                     await responses.call(session, "GET", path)
             shown_a = await responses.call(api, "GET", f"/instances/{id_a}")
+            async with aiohttp.ClientSession(base_url=gateway.api_url) as anonymous:
+                await responses.call(anonymous, "GET", f"/instances/{id_a}")  # 401
+            await responses.call(api, "GET", "/instances/no-such-instance")  # 404
+            await responses.call(api, "DELETE", f"/instances/{id_b}")
 
     forms = secrets.forms()
     leaks = _leaks(forms, "logs", logs.getvalue().encode())
