@@ -306,9 +306,17 @@ def _instance_or_none(instance_id: str, body: Mapping[str, object] | None) -> In
 
 
 async def run_until_stopped(
-    settings: Settings, *, role: Role, instances_path: Path | None, stop: asyncio.Event
+    settings: Settings,
+    *,
+    role: Role,
+    instances_path: Path | None,
+    stop: asyncio.Event,
+    alongside: Callable[[Endpoints], Coroutine[Any, Any, None]] | None = None,
 ) -> bool:
     """Run the gateway until `stop` is set, then shut it down within GATEWAY_SHUTDOWN_TIMEOUT_SECONDS.
+
+    `alongside`, when given, runs while the gateway is up (the demo prints what it receives), and is
+    cancelled before the shutdown begins.
 
     Returns whether it stopped cleanly. Past the bound, what still runs is logged and cancelled, and
     the result is False; so is it when a step of the shutdown failed. Errors at startup are raised.
@@ -317,11 +325,15 @@ async def run_until_stopped(
 
     async def lifetime() -> None:
         async with start_gateway(settings, role=role, instances_path=instances_path) as endpoints:
+            companion = None if alongside is None else asyncio.create_task(alongside(endpoints))
             try:
                 await wait_for_stop(stop, endpoints.failure)
             except Exception:
                 stop.set()  # what a failure leaves must stop within the bound too
                 raise
+            finally:
+                if companion is not None:
+                    await cancel_and_wait(companion)
             logger.info("shutting down within %g s", bound)
 
     gateway = asyncio.create_task(lifetime(), name="gateway")
