@@ -32,7 +32,7 @@ def mask_url(url: str) -> str:
     return f"{parsed.scheme}://{netloc}{'' if port is None else f':{port}'}/{MASK}"
 
 
-def mask_headers(headers: object) -> object:
+def _mask_headers(headers: object) -> object:
     """The header names, each value masked; in the form given, an object or a string of JSON."""
     if isinstance(headers, Mapping):
         return {str(name): MASK for name in headers}
@@ -42,7 +42,7 @@ def mask_headers(headers: object) -> object:
         except (ValueError, RecursionError):
             return MASK
         if isinstance(decoded, Mapping):
-            return json.dumps(mask_headers(decoded))
+            return json.dumps(_mask_headers(decoded))
     return MASK
 
 
@@ -82,7 +82,7 @@ def _mask_value(key: str, value: object) -> object:
     if key in SECRET_URL_KEYS:
         return mask_url(value) if isinstance(value, str) else MASK
     if key == CALLBACK_HEADERS:
-        return mask_headers(value)
+        return _mask_headers(value)
     if isinstance(value, Mapping):
         return mask_body(value)
     if isinstance(value, list):
@@ -92,7 +92,7 @@ def _mask_value(key: str, value: object) -> object:
 
 def _unmasked_headers(patched: object, stored: object) -> object:
     """Masked header values replaced by the stored values of the same names."""
-    if patched == mask_headers(stored):
+    if patched == _mask_headers(stored):
         return stored  # sent back as read: kept exactly, in the form it was stored in
     stored_headers = _decoded(stored)
     if isinstance(patched, Mapping):
