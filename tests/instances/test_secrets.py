@@ -174,6 +174,19 @@ def test_any_body_round_trips_and_no_secret_is_stored_in_plaintext(body: dict[st
     assert SecretBox(OLD_KEY, previous=[KEY]).decrypt_body(encrypted) == body
 
 
+@hypothesis_settings(max_examples=100, deadline=None)
+@given(body=_bodies())
+def test_any_body_under_a_former_key_is_found_stale_and_rewritten_current(body: dict[str, Any]) -> None:
+    holds_secrets = SecretBox(KEY).encrypt_body(body) != body
+    box = SecretBox(KEY, previous=[OLD_KEY])
+    stored = SecretBox(OLD_KEY).encrypt_body(body)
+    assert box.is_current(stored) is not holds_secrets
+    assert box.is_current(body) is not holds_secrets  # plaintext, as an older version stored it
+    rewritten = box.encrypt_body(box.decrypt_body(stored))
+    assert box.is_current(rewritten)
+    assert SecretBox(KEY).decrypt_body(rewritten) == body
+
+
 @pytest.mark.parametrize(
     "url",
     [
