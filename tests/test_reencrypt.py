@@ -3,6 +3,7 @@ load, the next save encrypts them, and `event-gateway reencrypt` rewrites them w
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from gateway.errors import SecretKeyMismatch
+from gateway.errors import SecretKeyMismatch, TaskCrashed
 from gateway.instances import SecretBox
 from gateway.instances.secrets import CALLBACK_HEADERS
 from gateway.kafka.compacted import read_table
@@ -205,3 +206,16 @@ async def test_reencrypt_with_keys_that_decrypt_nothing_rewrites_nothing(setting
     assert "GATEWAY_SECRET_KEY_PREVIOUS" in done.stderr
     assert token not in done.stderr + done.stdout
     assert await _stored(settings) == before
+
+
+async def test_a_running_replica_that_meets_a_key_it_lacks_stops(settings: Settings) -> None:
+    """What the README's two-restart rotation avoids: a replica left idle on unreadable instances."""
+    token = uuid.uuid4().hex
+    async with start_gateway(settings, role="api", registry=CollectorRegistry()) as gateway:
+        await _write(settings, {f"new-key-{token[:8]}": SecretBox(OLD_KEY).encrypt_body(_body(token))})
+        with pytest.raises(TaskCrashed) as caught:
+            async with asyncio.timeout(30):
+                await gateway.failure()
+    assert caught.value.task.startswith("tail-")
+    assert isinstance(caught.value.__cause__, SecretKeyMismatch)
+    assert token not in str(caught.value)
