@@ -22,7 +22,8 @@ from prometheus_client import CollectorRegistry
 from gateway.api import Health, create_api_app, create_metrics_app
 from gateway.api.cluster import PollerGroup
 from gateway.delivery.dead_letters import DeadLetters
-from gateway.delivery.runner import open_dead_letters, start_deliverer
+from gateway.delivery.runner import delivery_topics, open_dead_letters, start_deliverer
+from gateway.departure import Departure, StatefulSetPod
 from gateway.errors import ConfigError, InstanceValidationError, TaskCrashed
 from gateway.instances import SecretBox, validate_instance
 from gateway.instances.declared import load_declared_instances
@@ -119,6 +120,7 @@ async def start_gateway(
         )
         for name in (topics.instances, topics.checkpoints):
             await admin.ensure(name, partitions=settings.state_partitions, compacted=True)
+        departure = _departure(settings, admin)
         health.watch("kafka", lambda: True)
         metrics_url = await _serve(
             stack,
@@ -130,7 +132,7 @@ async def start_gateway(
         membership = supervisor = None
         if role in ("all", "poller"):
             membership, supervisor = await _start_pollers(
-                stack, settings, topics, admin, registry, kafka_metrics, box, watchdog
+                stack, settings, topics, admin, registry, kafka_metrics, box, watchdog, departure
             )
             health.watch("partitions assigned", membership.assigned.is_set)
 
@@ -163,6 +165,8 @@ async def start_gateway(
 
         dead_letters: DeadLetters | None = None
         if role in ("all", "deliverer"):
+            if departure is not None:  # runs once the deliverer has committed and stopped its consumer
+                stack.push_async_callback(departure.leave, delivery_topics(settings, topics).group_id)
             deliverer = await stack.enter_async_context(
                 start_deliverer(
                     settings,
@@ -202,7 +206,8 @@ async def start_gateway(
             )
             api_url = await _serve(stack, app, settings.api_host, settings.api_port)
         # The shutdown, in this order: not ready; the pollers stop, aborting their open transactions;
-        # then the rest in reverse order, the deliverer draining its deliveries in flight.
+        # then the rest in reverse order, the deliverer draining its deliveries in flight. A static
+        # member going for good leaves each group as soon as its consumer of it has stopped.
         if supervisor is not None:
             stack.push_async_callback(supervisor.stop)
         stack.callback(setattr, health, "shutting_down", True)
@@ -225,6 +230,7 @@ async def _start_pollers(
     kafka_metrics: KafkaMetrics,
     box: SecretBox,
     watchdog: Watchdog,
+    departure: Departure | None,
 ) -> tuple[PollerMembership, PollerSupervisor]:
     bootstrap = settings.kafka_bootstrap_servers
     polling_metrics = PollingMetrics(registry, per_instance=settings.metrics_per_instance)
@@ -277,6 +283,8 @@ async def _start_pollers(
         replica_id=replica,
         session_timeout_ms=int(settings.poller_session_timeout_seconds * 1000),
     )
+    if departure is not None:  # runs once the membership has stopped its pollers and its consumer
+        stack.push_async_callback(departure.leave, config.group_id)
     membership = await stack.enter_async_context(
         PollerMembership(
             config,
@@ -290,6 +298,27 @@ async def _start_pollers(
         )
     )
     return membership, supervisor
+
+
+def _departure(settings: Settings, admin: TopicAdmin) -> Departure | None:
+    """How this replica leaves its consumer groups when it stops; None: it stays a member until its
+    session ends (a static member), or leaves by itself (any other)."""
+    instance_id = settings.group_instance_id
+    if settings.leave_group_on_shutdown == "never" or instance_id is None:
+        return None
+    if settings.leave_group_on_shutdown == "always":
+        return Departure(instance_id=instance_id, admin=admin)
+    if settings.kubernetes_statefulset is None:  # refused by the settings already; mypy cannot know
+        raise ConfigError(
+            "GATEWAY_LEAVE_GROUP_ON_SHUTDOWN=if-scaled-down needs GATEWAY_KUBERNETES_STATEFULSET"
+        )
+    pod = StatefulSetPod(
+        api_url=settings.kubernetes_api_url,
+        service_account_dir=settings.kubernetes_service_account_dir,
+        statefulset=settings.kubernetes_statefulset,
+        pod=instance_id,
+    )
+    return Departure(instance_id=instance_id, admin=admin, pod=pod)
 
 
 def _instance_or_none(instance_id: str, body: Mapping[str, object] | None) -> Instance | None:
