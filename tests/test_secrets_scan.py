@@ -131,16 +131,20 @@ async def _captured_logs() -> AsyncIterator[io.StringIO]:
     yield buffer
 
 
-async def _topics_written(settings: Settings, unique: str) -> list[str]:
+async def _topics_written(settings: Settings, unique: str) -> dict[str, int]:
+    """The topics of this test's prefixes, and the broker's own two, by their partition counts."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
-        return sorted(t for t in await admin.list_topics() if unique in t or t in _INTERNAL_TOPICS)
+        names = [t for t in await admin.list_topics() if unique in t or t in _INTERNAL_TOPICS]
+        return {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(names)}
     finally:
         await admin.close()
 
 
-async def _read_everything(settings: Settings, topic: str, isolation: str) -> tuple[int, bytes]:
+async def _read_everything(
+    settings: Settings, topic: str, partitions: int, isolation: str
+) -> tuple[int, bytes]:
     """Every record of every partition up to its end, as keys, values and headers: (count, bytes)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -152,14 +156,11 @@ async def _read_everything(settings: Settings, topic: str, isolation: str) -> tu
     chunks: list[bytes] = []
     count = 0
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            await consumer._client.force_metadata_update()  # a fresh consumer knows no topics
-            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        pending = {tp for tp in partitions if ends[tp] > 0}
+        assigned = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(assigned)
+        ends = await consumer.end_offsets(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        pending = {tp for tp in assigned if ends[tp] > 0}
         while pending:
             for records in (await consumer.getmany(*pending, timeout_ms=500)).values():
                 for record in records:
@@ -262,9 +263,9 @@ async def test_no_secret_of_a_run_is_found_in_plaintext_anywhere_the_gateway_wro
     leaks = _leaks(forms, "logs", logs.getvalue().encode())
     leaks += _leaks(forms, "responses", b"\n".join(responses.seen))
     scanned: dict[str, int] = {}
-    for topic in await _topics_written(settings, unique):
+    for topic, partitions in sorted((await _topics_written(settings, unique)).items()):
         for isolation in ("read_uncommitted", "read_committed"):
-            count, text = await _read_everything(settings, topic, isolation)
+            count, text = await _read_everything(settings, topic, partitions, isolation)
             scanned[f"{topic} ({isolation})"] = count
             leaks += _leaks(forms, f"{topic} ({isolation})", text)
     print(
