@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from standardwebhooks.webhooks import Webhook
 from yarl import URL
 
+from gateway.instances.secrets import ENCRYPTED
 from gateway.logs import configure_logging
 from gateway.runtime import start_gateway
 from gateway.settings import Settings
@@ -260,17 +261,28 @@ async def test_no_secret_of_a_run_is_found_in_plaintext_anywhere_the_gateway_wro
             await responses.call(api, "DELETE", f"/instances/{id_b}")
 
     forms = secrets.forms()
-    leaks = _leaks(forms, "logs", logs.getvalue().encode())
-    leaks += _leaks(forms, "responses", b"\n".join(responses.seen))
+    log_text = logs.getvalue().encode()
+    response_text = b"\n".join(responses.seen)
+    leaks = _leaks(forms, "logs", log_text)
+    leaks += _leaks(forms, "responses", response_text)
     scanned: dict[str, int] = {}
-    for topic, partitions in sorted((await _topics_written(settings, unique)).items()):
+    instances_text = b""
+    topics = sorted((await _topics_written(settings, unique)).items())
+    read_bytes = 0
+    for topic, partitions in topics:
         for isolation in ("read_uncommitted", "read_committed"):
             count, text = await _read_everything(settings, topic, partitions, isolation)
             scanned[f"{topic} ({isolation})"] = count
+            read_bytes += len(text)
             leaks += _leaks(forms, f"{topic} ({isolation})", text)
+            if topic.endswith(".instances"):
+                instances_text += text
     print(
-        f"secrets scan: {len(forms)} secrets, {len(responses.seen) // 2} responses, "
-        f"{len(logs.getvalue().splitlines())} log lines, records per topic: {scanned}"
+        f"secrets scan: looked for {len(forms)} secrets ({', '.join(forms)});"
+        f" read {len(topics)} topics twice ({len(scanned)} reads, {sum(scanned.values())} records,"
+        f" {read_bytes} bytes), {len(responses.seen) // 2} responses ({len(response_text)} bytes),"
+        f" {len(log_text.splitlines())} log lines ({len(log_text)} bytes); leaks: {len(leaks)};"
+        f" records per read: {scanned}"
     )
     assert leaks == []
     shown_url = shown_a["configuration"]["event.notification.callback.url"]
@@ -279,3 +291,5 @@ async def test_no_secret_of_a_run_is_found_in_plaintext_anywhere_the_gateway_wro
     for suffix in (".instances", ".crm.accounts", ".dead-letters"):
         assert any(topic.split(" ")[0].endswith(suffix) and n > 0 for topic, n in scanned.items()), suffix
     assert any(".retry" in topic and n > 0 for topic, n in scanned.items())
+    # and the secrets were there, encrypted: absent is not the same as hidden.
+    assert instances_text.count(f'"{ENCRYPTED}"'.encode()) >= len(vars(secrets)) - 1
