@@ -27,7 +27,8 @@ class Reencrypted:
 
 async def reencrypt_instances(settings: Settings) -> Reencrypted:
     """Every stored body is decrypted (with the current key or a previous one) before any is written,
-    so a body no configured key can decrypt stops the run with nothing rewritten."""
+    as loading the instance log decodes every body, so a body no configured key can decrypt stops the
+    run with nothing rewritten."""
     box = secret_box(settings)
     topics = TopicNames(prefix=settings.topic_prefix, state_prefix=settings.state_topic_prefix)
     bootstrap = settings.kafka_bootstrap_servers
