@@ -138,7 +138,9 @@ async def _topics_written(settings: Settings, unique: str) -> dict[str, int]:
     await admin.start()
     try:
         names = [t for t in await admin.list_topics() if unique in t or t in _INTERNAL_TOPICS]
-        return {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(names)}
+        described = await admin.describe_topics(names)
+        assert all(d["error_code"] == 0 and d["partitions"] for d in described), described
+        return {d["topic"]: len(d["partitions"]) for d in described}
     finally:
         await admin.close()
 
