@@ -13,14 +13,13 @@ from gateway.api.responses import RequestProblem, json_response, read_json
 from gateway.delivery.ssrf import check_callback_url
 from gateway.errors import CallbackRefused, Problem
 from gateway.instances import (
-    MASK,
     PREVIOUS_SIGNATURE_KEY,
-    SECRET_KEYS,
     SIGNATURE_KEY,
     SIGNATURE_ROTATED_AT,
     ValidatedInstance,
     apply_patch,
     mask_body,
+    unmasked_patch,
     validate_instance,
 )
 from gateway.kafka.instance_log import Body, InstanceLog
@@ -63,15 +62,6 @@ def _stored(request: web.Request) -> tuple[str, Body]:
     return instance_id, body
 
 
-def _without_echoed_masks(patch: dict[str, Any]) -> dict[str, Any]:
-    """A client that sends back a body it read gets masks where secrets were; keep the stored secrets."""
-    configuration = patch.get("configuration")
-    if not isinstance(configuration, dict):
-        return patch
-    kept = {k: v for k, v in configuration.items() if not (k in SECRET_KEYS and v == MASK)}
-    return {**patch, "configuration": kept}
-
-
 def _remember_rotated_signature_key(before: Body, after: dict[str, Any]) -> None:
     """Keep the replaced key, so that deliveries carry both signatures while receivers switch over."""
     old_config, new_config = before.get("configuration"), after.get("configuration")
@@ -109,7 +99,7 @@ async def patch_instance(request: web.Request) -> web.Response:
     patch = await read_json(request)
     if not isinstance(patch, dict):
         raise RequestProblem(400, [Problem("$", "a patch must be a JSON object (RFC 7396 merge patch)")])
-    merged = apply_patch(body, _without_echoed_masks(patch))
+    merged = apply_patch(body, unmasked_patch(patch, body))
     _remember_rotated_signature_key(body, merged)
     merged.update(id=instance_id, createdDate=body.get("createdDate"), updatedDate=_now())
     validated = _validated(request, merged, instance_id)
