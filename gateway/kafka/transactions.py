@@ -3,7 +3,8 @@
 Pollers write a poll's events with its checkpoint; each state partition has its own writer and
 transactional id, so that when the partition moves to another replica the old owner is fenced
 (Kafka Connect's per-task transactional ids, KIP-618). Deliverers write parked retries and dead
-letters with the consumer offsets of the events they finish.
+letters with the consumer offsets of the events they finish, under one transactional id per
+delivery partition for the same reason (delivery/fencing.py).
 """
 
 from __future__ import annotations
@@ -214,6 +215,12 @@ class TransactionalWriter:
             max_request_size=_MAX_REQUEST_BYTES,
             transaction_timeout_ms=self._transaction_timeout_ms,
         )
+
+    @property
+    def broken(self) -> bool:
+        """Whether the producer hit a fatal error, such as being fenced by a newer producer of its id:
+        the next transaction replaces it, if `may_recover` allows, or fails."""
+        return self._broken
 
     async def __aenter__(self) -> TransactionalWriter:
         if self._state is not _State.NEW:
