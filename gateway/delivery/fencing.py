@@ -35,7 +35,10 @@ last committed, and nothing it did not commit becomes visible: no park, dead let
 - The cost: a producer per owned partition (each event topic's partitions and each retry tier's,
   shared among the replicas), with its own connections, started at the first assignment; and a
   transaction per partition per commit round instead of one offset commit for all of them.
-  `bench/fencing.py` measures both against the single-producer scheme.
+  `bench/fencing.py` measures both against the single-producer scheme. On the 2-core development
+  machine, 24 partitions: their producers start in 0.1 to 0.25 s side by side, about 45 KiB each;
+  with all 24 progressing, commit rounds run at 0.5 to 1.5 times the single transaction's rate
+  (two runs, 13 to 27 rounds/s, over 600 transactions/s), well above the committer's 5 a second.
 - A replica of an earlier version commits under its replica's id, which nothing fences: fencing
   holds once every replica runs this one.
 """
