@@ -38,7 +38,7 @@ last committed, and nothing it did not commit becomes visible: no park, dead let
   `bench/fencing.py` measures both against the single-producer scheme. On the 2-core development
   machine, 24 partitions: their producers start in 0.1 to 0.25 s side by side, about 45 KiB each;
   with all 24 progressing, commit rounds run at 0.5 to 1.5 times the single transaction's rate
-  (two runs, 13 to 27 rounds/s, over 600 transactions/s), well above the committer's 5 a second.
+  (two runs: 13 and 27 rounds/s, 300 and 650 transactions/s), above the committer's 5 a second.
 - A replica of an earlier version commits under its replica's id, which nothing fences: fencing
   holds once every replica runs this one.
 """
