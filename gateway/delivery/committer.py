@@ -66,8 +66,8 @@ class Committer:
                     current.confirm(count)
             if failures:
                 first = failures[0]
-                count = f"{len(failures)} of {len(plan)} partitions"
-                raise PublishError(f"cannot commit {count} of {self._group_id}: {first}") from first
+                share = f"{len(failures)} of {len(plan)} partitions"
+                raise PublishError(f"cannot commit {share} of {self._group_id}: {first}") from first
 
     async def _commit_partition(self, tp: TopicPartition, offset: int, outputs: list[Output]) -> None:
         writer = self._writers.get(tp)

@@ -99,6 +99,9 @@ async def test_a_deliverer_resumed_after_its_session_expired_writes_no_park_and_
                             return group.state == "Stable" and len(group.members) == 2
 
                         await wait_for(both_members, within=60)
+                    # It did try: its commit (periodic, or its revocation's) was refused as fenced.
+                    log = tmp_path / "deliverer.log"
+                    await wait_for(lambda: "ProducerFenced" in log.read_text(), within=10)
                     # Every park was delivered from its tier: the receiver's third attempt succeeds.
                     await wait_for(lambda: all(len(receiver.for_id(e.id)) >= 3 for e in parked), within=30)
             finally:
