@@ -1,7 +1,8 @@
 """A deliverer paused past its session (SIGSTOP) comes back as a zombie: it still holds parked
 retries and dead letters it finished but never committed. The partition's new owner has meanwhile
-delivered, parked and dead-lettered the same events and committed them. When the zombie resumes,
-none of its writes becomes visible: every event is parked, or dead-lettered, exactly once."""
+delivered, parked and dead-lettered the same events and committed them, and then events the zombie
+never read. When the zombie resumes, none of its writes becomes visible: every event is parked, or
+dead-lettered, exactly once, and the committed offset is not moved back to where the zombie was."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from tests.delivery._support import (
 )
 
 N = 40  # events: half parked (their receiver fails twice), half dead-lettered (a refused callback)
+LATE = 10  # refused events written while the zombie is paused: the new owner commits past the zombie
 RETRY_TIER = 5.0  # the one scheduled retry: a failed first attempt is parked for 5 s
 
 
@@ -83,6 +85,16 @@ async def test_a_deliverer_resumed_after_its_session_expired_writes_no_park_and_
 
                     await wait_for(new_owner_committed, within=30)
                     assert all(len(receiver.for_id(event.id)) >= 2 for event in parked)
+                    # Events the zombie never read: the offset it would commit is now behind.
+                    late = [change("refused", n) for n in range(N, N + LATE)]
+                    refused += late
+                    await produce(settings, late)
+                    await dead_letters(settings, expect=len(refused), within=30)
+
+                    async def committed_late() -> bool:
+                        return (await committed(settings, topic)).get(0) == N + LATE
+
+                    await wait_for(committed_late, within=30)
                     zombie.send_signal(signal.SIGCONT)
                     release_head.set()
                     await wait_for(head_answered.is_set, within=10)
@@ -99,9 +111,18 @@ async def test_a_deliverer_resumed_after_its_session_expired_writes_no_park_and_
                             return group.state == "Stable" and len(group.members) == 2
 
                         await wait_for(both_members, within=60)
-                    # It did try: its commit (periodic, or its revocation's) was refused as fenced.
+                    # It did try to commit (periodically, or in its revocation): either its commit was
+                    # refused as fenced, or it landed and moved the offset back to N.
                     log = tmp_path / "deliverer.log"
-                    await wait_for(lambda: "ProducerFenced" in log.read_text(), within=10)
+
+                    async def zombie_tried() -> bool:
+                        if "ProducerFenced" in log.read_text():
+                            return True
+                        return (await committed(settings, topic)).get(0) != N + LATE
+
+                    await wait_for(zombie_tried, within=10)
+                    assert (await committed(settings, topic)).get(0) == N + LATE
+                    assert "ProducerFenced" in log.read_text()
                     # Every park was delivered from its tier: the receiver's third attempt succeeds.
                     await wait_for(lambda: all(len(receiver.for_id(e.id)) >= 3 for e in parked), within=30)
             finally:
@@ -118,7 +139,8 @@ async def test_a_deliverer_resumed_after_its_session_expired_writes_no_park_and_
     letter_counts = Counter(record.key for record in letters_written)
     print(
         f"{len(parks)} parks of {len(parked)} events, {len(letters_written)} dead letters of "
-        f"{len(refused)} events, {len(receiver.hits)} requests"
+        f"{len(refused)} events, {len(receiver.hits)} requests, "
+        f"offset committed at {(await committed(settings, topic)).get(0)} of {N + LATE}"
     )
     assert len(park_counts) == len(parked)
     assert [count for count in park_counts.values() if count > 1] == []
