@@ -36,9 +36,12 @@ last committed, and nothing it did not commit becomes visible: no park, dead let
   shared among the replicas), with its own connections, started at the first assignment; and a
   transaction per partition per commit round instead of one offset commit for all of them.
   `bench/fencing.py` measures both against the single-producer scheme. On the 2-core development
-  machine, 24 partitions: their producers start in 0.1 to 0.25 s side by side, about 45 KiB each;
-  with all 24 progressing, commit rounds run at 0.5 to 1.5 times the single transaction's rate
-  (two runs: 13 and 27 rounds/s, 300 and 650 transactions/s), above the committer's 5 a second.
+  machine, shared with other work, 24 partitions: their producers start in 0.09 to 0.15 s side by
+  side, about 36 KiB each. With all 24 progressing, the committer's worst case, commit rounds run
+  at 16 to 28 a second (500 to 660 transactions/s): 0.05 to 0.12 times the single transaction's
+  rate in three of four runs (220 to 400 rounds/s), and level with it (15) in one whose broker was
+  starved. Slower, but 3 to 5 times the rounds the committer asks for (one per 0.2 s); a slower
+  round only gathers more records into the next one.
 - A replica of an earlier version commits under its replica's id, which nothing fences: fencing
   holds once every replica runs this one.
 """
