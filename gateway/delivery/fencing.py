@@ -38,7 +38,7 @@ last committed, and nothing it did not commit becomes visible: no park, dead let
   `bench/fencing.py` measures both against the single-producer scheme. On the 2-core development
   machine, shared with other work, 24 partitions: their producers start in 0.09 to 0.15 s side by
   side, about 36 KiB each. With all 24 progressing, the committer's worst case, commit rounds run
-  at 16 to 28 a second (500 to 660 transactions/s): 0.05 to 0.12 times the single transaction's
+  at 16 to 28 a second (380 to 660 transactions/s): 0.05 to 0.12 times the single transaction's
   rate in three of four runs (220 to 400 rounds/s), and level with it (15) in one whose broker was
   starved. Slower, but 3 to 5 times the rounds the committer asks for (one per 0.2 s); a slower
   round only gathers more records into the next one.
