@@ -21,6 +21,7 @@ from gateway.kafka.transactions import Record, Transaction, TransactionalWriter
 from gateway.metrics import PollingMetrics
 from gateway.polling.changes import Change, ChangeReader, Skipped, deleted
 from gateway.polling.checkpoint import Checkpoint, WindowFilter
+from gateway.polling.status import PollReport, PollStatus
 from gateway.sources.base import FetchRequest, Source, SourcePage
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class ResourcePoller:
         overlap_seconds: float,
         topic_partitions: int,
         metrics: PollingMetrics,
+        status: PollStatus,
         limiter: asyncio.Semaphore,
         event_mode: Mode = "structured",
         clock: Clock = time.time,
@@ -105,6 +107,7 @@ class ResourcePoller:
         self._overlap_ms = int(overlap_seconds * 1000)
         self._topic_partitions = topic_partitions
         self._metrics = metrics
+        self._status = status
         self._limiter = limiter
         self._event_mode = event_mode
         self._clock = clock
@@ -141,8 +144,9 @@ class ResourcePoller:
 
     async def poll_safely(self) -> PollOutcome | None:
         """One poll; a failure is counted and logged, and leaves the checkpoint where it was."""
+        started_at, started = self._clock(), time.perf_counter()
         try:
-            return await self.poll_once()
+            outcome = await self.poll_once()
         except GatewayError as exc:
             self._metrics.polls.labels(self.resource.name, "failed").inc()
             logger.warning(
@@ -154,7 +158,15 @@ class ResourcePoller:
                     "error": type(exc).__name__,
                 },
             )
+            self._report(started_at, started, error=str(exc))
             return None
+        self._report(started_at, started)
+        return outcome
+
+    def _report(self, started_at: float, started: float, *, error: str | None = None) -> None:
+        duration = time.perf_counter() - started
+        report = PollReport(at=started_at, ok=error is None, duration_seconds=duration, error=error)
+        self._status.record(self.instance.id, self.resource.name, report)
 
     async def poll_once(self) -> PollOutcome:
         started = time.perf_counter()
