@@ -200,6 +200,7 @@ async def start_gateway(
                 poller_group=poller_group,
                 dead_letters=dead_letters,
                 callback_allowed_networks=settings.callback_allowed_networks,
+                poll_status=None if supervisor is None else supervisor.status,
             )
             api_url = await _serve(stack, app, settings.api_host, settings.api_port)
         # The shutdown, in this order: not ready; the pollers stop, aborting their open transactions;

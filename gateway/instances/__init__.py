@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.instances._connection import PREVIOUS_SIGNATURE_KEY, SIGNATURE_KEY, SIGNATURE_ROTATED_AT
+from gateway.instances._read import child
 from gateway.instances.model import (
     DatesConfiguration,
     Instance,
@@ -29,6 +30,7 @@ __all__ = [
     "SourceConnection",
     "ValidatedInstance",
     "apply_patch",
+    "child",
     "mask_body",
     "validate_instance",
 ]

@@ -11,6 +11,7 @@ _METHODS = {"GET", "POST", "PATCH", "PUT", "DELETE"}
 
 
 def _routed() -> set[tuple[str, str]]:
+    """The API's routes; the console's pages (/console/) are not part of the API."""
     # Routing does not touch the dependencies, so none is needed to list the routes.
     unused = cast(Any, None)
     app = create_api_app(
@@ -19,7 +20,9 @@ def _routed() -> set[tuple[str, str]]:
     return {
         (route.method, route.resource.canonical)
         for route in app.router.routes()
-        if route.method in _METHODS and route.resource is not None
+        if route.method in _METHODS
+        and route.resource is not None
+        and not route.resource.canonical.startswith("/console")
     }
 
 

@@ -1,0 +1,224 @@
+"""The console's routes under /console/: sign-in and sign-out, the instances list, the instance form.
+
+Every response carries a Content-Security-Policy that allows only the console's own files (no inline
+script or style), and may not be framed. Every page but sign-in needs a session; every POST must come
+from a page of this origin, and a signed-in one must carry its session's CSRF token.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from yarl import URL
+
+from gateway.api.console._form import form_of, new_form, place_problems, read_form
+from gateway.api.console._pages import form_page, instances_page, sign_in_page
+from gateway.api.console._session import COOKIE, LIFETIME_SECONDS, Session, SessionSigner
+from gateway.api.instances import INSTANCE_LOG, store_new, store_replace, stored_body
+from gateway.api.responses import RequestProblem
+from gateway.errors import InstanceValidationError, Problem, ProblemsError
+from gateway.instances import validate_instance
+from gateway.polling.status import PollStatus
+
+SIGNER = web.AppKey("console_signer", SessionSigner)
+POLL_STATUS: web.AppKey[PollStatus | None] = web.AppKey("console_poll_status")
+_SESSION = web.RequestKey("console_session", Session)
+_STATIC = Path(str(files("gateway.api.console") / "static"))
+_OPEN = frozenset({"/console/sign-in"})
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    # Not no-referrer: with it, browsers send `Origin: null` with the console's own form posts.
+    "Referrer-Policy": "same-origin",
+}
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.update(SECURITY_HEADERS)
+        raise
+    response.headers.update(SECURITY_HEADERS)
+    if not request.path.startswith("/console/static/"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _same_origin(request: web.Request) -> bool:
+    """Browsers send Origin with every POST; one from another site is refused before anything else.
+    Only the host is compared: behind a proxy that ends TLS, the scheme seen here is not the browser's."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    try:
+        return URL(origin).authority == request.host
+    except ValueError:
+        return False
+
+
+@web.middleware
+async def _sessions(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/console/static/"):
+        return await handler(request)
+    if request.method == "POST" and not _same_origin(request):
+        raise web.HTTPForbidden(text="cross-origin form posts are refused")
+    if request.path in _OPEN:
+        return await handler(request)
+    signer = request.app[SIGNER]
+    session = signer.verify(request.cookies.get(COOKIE))
+    if session is None:
+        raise web.HTTPSeeOther("/console/sign-in")
+    if request.method == "POST":
+        form = await request.post()
+        if not signer.csrf_matches(session, str(form.get("csrf", ""))):
+            raise web.HTTPForbidden(text="the form's CSRF token is missing or wrong; reload the page")
+    request[_SESSION] = session
+    return await handler(request)
+
+
+def _html(text: str, *, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
+
+
+def _csrf(request: web.Request) -> str:
+    session = request[_SESSION]
+    return request.app[SIGNER].csrf_token(session)
+
+
+async def _home(request: web.Request) -> web.Response:
+    raise web.HTTPSeeOther("/console/instances")
+
+
+async def _sign_in_form(request: web.Request) -> web.Response:
+    return _html(sign_in_page())
+
+
+async def _sign_in(request: web.Request) -> web.Response:
+    form = await request.post()
+    signer = request.app[SIGNER]
+    if not signer.token_matches(str(form.get("token", ""))):
+        return _html(sign_in_page(problem="That is not the admin token."), status=401)
+    response = web.HTTPSeeOther("/console/instances")
+    response.set_cookie(
+        COOKIE,
+        signer.issue(),
+        max_age=LIFETIME_SECONDS,
+        path="/console/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+    )
+    raise response
+
+
+async def _sign_out(request: web.Request) -> web.Response:
+    response = web.HTTPSeeOther("/console/sign-in")
+    response.del_cookie(COOKIE, path="/console/")
+    raise response
+
+
+async def _instances(request: web.Request) -> web.Response:
+    log = request.config_dict[INSTANCE_LOG]
+    bodies = [body for body in (log.get(i) for i in log.ids()) if body is not None]
+    bodies.sort(key=lambda body: str(body.get("name", "")).lower())
+    return _html(instances_page(bodies, request.app[POLL_STATUS], csrf=_csrf(request)))
+
+
+async def _new_form(request: web.Request) -> web.Response:
+    return _html(_form(request, new_form(), None))
+
+
+def _form(request: web.Request, state: Any, instance_id: str | None) -> str:
+    if instance_id is None:
+        return form_page(
+            state,
+            title="New instance",
+            action="/console/instances/new",
+            submit="Create Instance",
+            csrf=_csrf(request),
+        )
+    return form_page(
+        state,
+        title=f"Edit {state.values.get('name') or 'instance'}",
+        action=f"/console/instances/{instance_id}/edit",
+        submit="Save Instance",
+        csrf=_csrf(request),
+    )
+
+
+async def _save(request: web.Request, instance_id: str | None) -> web.Response:
+    """Validate the posted form as the API would its body; store it, or show it again with each
+    problem beside its field."""
+    before = None if instance_id is None else stored_body(request.config_dict, instance_id)
+    state, body = read_form(await request.post(), before=before)
+    if not state.problems:
+        try:
+            if instance_id is None:
+                await store_new(request.config_dict, body)
+            else:
+                await store_replace(request.config_dict, instance_id, body)
+        except (InstanceValidationError, RequestProblem) as invalid:
+            place_problems(state, invalid.problems)
+        else:
+            raise web.HTTPSeeOther("/console/instances")
+    else:
+        place_problems(state, _validator_problems(body))
+    return _html(_form(request, state, instance_id), status=400)
+
+
+def _validator_problems(body: Any) -> tuple[Problem, ...]:
+    """What the validator says of the rest of a form that already has problems of its own."""
+    try:
+        validate_instance(body)
+    except ProblemsError as invalid:
+        return invalid.problems
+    return ()
+
+
+async def _create(request: web.Request) -> web.Response:
+    return await _save(request, None)
+
+
+async def _edit_form(request: web.Request) -> web.Response:
+    instance_id = request.match_info["id"]
+    return _html(_form(request, form_of(_found(request, instance_id)), instance_id))
+
+
+def _found(request: web.Request, instance_id: str) -> Any:
+    try:
+        return stored_body(request.config_dict, instance_id)
+    except RequestProblem as missing:
+        raise web.HTTPNotFound(text=f"no instance with id {instance_id!r}") from missing
+
+
+async def _edit(request: web.Request) -> web.Response:
+    instance_id = request.match_info["id"]
+    _found(request, instance_id)
+    return await _save(request, instance_id)
+
+
+def create_console_app(*, admin_token: str, poll_status: PollStatus | None) -> web.Application:
+    app = web.Application(middlewares=[_security_headers, _sessions])
+    app[SIGNER] = SessionSigner(admin_token)
+    app[POLL_STATUS] = poll_status
+    app.router.add_get("/", _home)
+    app.router.add_get("/sign-in", _sign_in_form)
+    app.router.add_post("/sign-in", _sign_in)
+    app.router.add_post("/sign-out", _sign_out)
+    app.router.add_get("/instances", _instances)
+    app.router.add_get("/instances/new", _new_form)
+    app.router.add_post("/instances/new", _create)
+    app.router.add_get("/instances/{id}/edit", _edit_form)
+    app.router.add_post("/instances/{id}/edit", _edit)
+    app.router.add_static("/static/", _STATIC, append_version=False)
+    return app

@@ -1,0 +1,255 @@
+"""The console's pages, rendered from what the gateway holds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.api.console._form import (
+    CONNECTION,
+    EVENTS,
+    IDENTITY,
+    SEED_RESOURCES,
+    Field,
+    FormState,
+    poller_configuration,
+)
+from gateway.api.console._html import csrf_input, e, page
+from gateway.polling.status import PollReport, PollStatus
+
+
+def sign_in_page(*, problem: str | None = None) -> str:
+    error = f'<p class="error" id="token-error" role="alert">{e(problem)}</p>' if problem else ""
+    described = ' aria-describedby="token-error" aria-invalid="true"' if problem else ""
+    main = f"""<section class="card narrow-card">
+<h1>Sign in</h1>
+<p>Sign in with the gateway's admin token (<code>GATEWAY_ADMIN_TOKEN</code>).</p>
+<form method="post" action="/console/sign-in">
+  <label for="token">Admin token</label>
+  <input id="token" name="token" type="password" autocomplete="current-password" required autofocus{described}>
+  {error}
+  <button type="submit">Sign in</button>
+</form>
+</section>"""
+    return page("Sign in", main)
+
+
+@dataclass(frozen=True, slots=True)
+class _Health:
+    state: str  # ok, failing, never, unknown
+    text: str
+
+
+def _ago(at: float) -> str:
+    seconds = max(0, int(time.time() - at))
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    return f"{seconds // 3600} h ago"
+
+
+def _health(last: Mapping[str, PollReport] | None) -> _Health:
+    if last is None:
+        return _Health("unknown", "not polled by this process")
+    if not last:
+        return _Health("never", "never polled")
+    newest = max(report.at for report in last.values())
+    failing = sorted(name for name, report in last.items() if not report.ok)
+    if failing:
+        return _Health("failing", f"failing: {', '.join(failing)}")
+    return _Health("ok", f"last poll ok, {_ago(newest)}")
+
+
+def instances_page(bodies: Sequence[Mapping[str, Any]], status: PollStatus | None, *, csrf: str) -> str:
+    if not bodies:
+        rows = '<tr><td colspan="7" class="empty">No instances yet. <a href="/console/instances/new">Create one</a>.</td></tr>'
+    else:
+        rows = "\n".join(_instance_row(body, status) for body in bodies)
+    main = f"""<div class="heading"><h1>Instances</h1><a class="button" href="/console/instances/new">New instance</a></div>
+<div class="table-wrap">
+<table class="instances">
+<thead><tr><th scope="col">Health</th><th scope="col">Name</th><th scope="col">Element</th><th scope="col">Tags</th><th scope="col">Events</th><th scope="col">Resources polled</th><th scope="col">Last error</th></tr></thead>
+<tbody>
+{rows}
+</tbody>
+</table>
+</div>"""
+    return page("Instances", main, csrf=csrf)
+
+
+def _instance_row(body: Mapping[str, Any], status: PollStatus | None) -> str:
+    instance_id = str(body.get("id", ""))
+    configuration = body.get("configuration")
+    config: Mapping[str, Any] = configuration if isinstance(configuration, Mapping) else {}
+    element = body.get("element")
+    element_key = element.get("key", "") if isinstance(element, Mapping) else ""
+    tags = body.get("tags")
+    tag_list = "".join(f'<span class="tag">{e(t)}</span>' for t in tags) if isinstance(tags, list) else ""
+    enabled = str(config.get("event.notification.enabled", "false")).lower() == "true"
+    resources = ", ".join(e(name) for name in poller_configuration(body)) or "none"
+    health = _health(None if status is None else status.last(instance_id))
+    failure = None if status is None else status.last_failure(instance_id)
+    last_error = "—"
+    if failure is not None:
+        resource, report = failure
+        last_error = f"<strong>{e(resource)}</strong>, {e(_ago(report.at))}: {e(report.error or '')}"
+    name = e(body.get("name", instance_id))
+    cells = {
+        "Health": f'<span class="dot dot-{health.state}" aria-hidden="true"></span> {e(health.text)}',
+        "Name": f'<a href="/console/instances/{e(instance_id)}/edit">{name}</a>',
+        "Element": e(element_key),
+        "Tags": tag_list or "—",
+        "Events": "On" if enabled else "Off",
+        "Resources polled": resources,
+        "Last error": last_error,
+    }
+    # One element per cell, so that the narrow layout (a card per instance) puts it beside its label.
+    return (
+        "<tr>"
+        + "".join(f'<td data-label="{label}"><div>{html}</div></td>' for label, html in cells.items())
+        + "</tr>"
+    )
+
+
+def _problems(state: FormState, key: str) -> tuple[str, str]:
+    """The problems shown beside a field, and the attributes that tie them to it."""
+    problems = state.problems.get(key, [])
+    if not problems:
+        return "", ""
+    element_id = f"error-{_id(key)}"
+    items = "".join(
+        f"<li>{f'<code>{e(path)}</code> ' if path else ''}{e(message)}</li>" for path, message in problems
+    )
+    return (
+        f'<ul class="error" id="{element_id}" role="alert">{items}</ul>',
+        f' aria-invalid="true" aria-describedby="{element_id}"',
+    )
+
+
+def _id(key: str) -> str:
+    return "f-" + "".join(c if c.isalnum() else "-" for c in key)
+
+
+def _field(state: FormState, field: Field) -> str:
+    value = state.values.get(field.key, "")
+    error, aria = _problems(state, field.key)
+    hint_id = f"hint-{_id(field.key)}"
+    hint = f'<p class="hint" id="{hint_id}">{e(field.hint)}</p>' if field.hint else ""
+    if field.hint:
+        aria += f' aria-details="{hint_id}"'
+    fid = _id(field.key)
+    name = e(field.key)
+    if field.kind == "switch":
+        checked = " checked" if value == "true" else ""
+        return f"""<div class="field switch-field">
+  <input type="checkbox" role="switch" id="{fid}" name="{name}" value="true"{checked}{aria}>
+  <label for="{fid}">{e(field.label)}</label>{hint}{error}
+</div>"""
+    if field.kind == "interval":
+        slider = min(120.0, max(1.0, _number(value)))
+        return f"""<div class="field">
+  <label for="{fid}">{e(field.label)}</label>
+  <div class="interval">
+    <input type="range" id="{fid}-slider" min="1" max="120" step="1" value="{slider:g}" aria-label="Refresh interval slider" data-sync="{fid}">
+    <input type="number" id="{fid}" name="{name}" value="{e(value)}" min="0.0167" max="1440" step="any" inputmode="decimal" data-sync="{fid}-slider"{aria}>
+  </div>{hint}{error}
+</div>"""
+    if field.kind == "secret":
+        kept = field.key in state.stored_secrets
+        note = ""
+        if kept:
+            note = "Stored; shown masked. Leave it as it is to keep it, or type a new one."
+        elif state.problems and value:
+            note = "Secrets are never sent back to the browser: enter it again."
+        note_html = f'<p class="hint">{e(note)}</p>' if note else ""
+        shown = e(value) if kept else ""
+        return f"""<div class="field">
+  <label for="{fid}">{e(field.label)}</label>
+  <input type="password" id="{fid}" name="{name}" value="{shown}" autocomplete="new-password"{aria}>{hint}{note_html}{error}
+</div>"""
+    kind = "url" if field.kind == "url" else "text"
+    return f"""<div class="field">
+  <label for="{fid}">{e(field.label)}</label>
+  <input type="{kind}" id="{fid}" name="{name}" value="{e(value)}" spellcheck="false"{aria}>{hint}{error}
+</div>"""
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 15.0
+
+
+def _resource_row(state: FormState, name: str) -> str:
+    rid = _id(f"resource.{name}")
+    checked = " checked" if name in state.selected else ""
+    error, aria = _problems(state, f"resource.{name}")
+    is_open = " open" if error else ""
+    return f"""<li class="resource">
+  <div class="resource-line">
+    <input type="checkbox" id="{rid}-on" name="resources" value="{e(name)}"{checked}>
+    <label for="{rid}-on">{e(name)}</label>
+  </div>
+  <details{is_open}>
+    <summary title="Edit {e(name)} JSON"><span aria-hidden="true" class="pencil">✎</span><span class="visually-hidden">Edit {e(name)} JSON</span></summary>
+    <label for="{rid}">{e(name)} JSON</label>
+    <textarea id="{rid}" name="resource.{e(name)}" rows="11" spellcheck="false"{aria}>{e(state.resources[name])}</textarea>
+  </details>{error}
+</li>"""
+
+
+def form_page(state: FormState, *, title: str, action: str, submit: str, csrf: str) -> str:
+    general, _aria = _problems(state, "")
+    resources_error, _ = _problems(state, "resources")
+    new_error, new_aria = _problems(state, "new_resource")
+    options = "".join(
+        f'<option value="{e(n)}"{" selected" if n == SEED_RESOURCES[0] else ""}>{e(n)}</option>'
+        for n in state.resources
+    )
+    tracking = " checked" if state.detection == "tracking" else ""
+    modifiedon = " checked" if state.detection == "modifiedon" else ""
+    summary = ""
+    if state.problems:
+        count = sum(len(p) for p in state.problems.values())
+        summary = f'<p class="error-summary" role="alert">The instance was not saved: {count} problem{"s" if count != 1 else ""}, shown beside {"its field" if count == 1 else "their fields"}.</p>'
+    main = f"""<h1>{e(title)}</h1>
+{summary}{general}
+<form method="post" action="{e(action)}" class="instance-form" novalidate>
+{csrf_input(csrf)}
+<fieldset><legend>Instance</legend>
+<p class="hint">Element: Microsoft Dynamics CRM (<code>dynamicscrmadfs</code>)</p>
+{"".join(_field(state, f) for f in IDENTITY)}
+</fieldset>
+<fieldset><legend>Authenticate with Dynamics</legend>
+{"".join(_field(state, f) for f in CONNECTION)}
+</fieldset>
+<fieldset><legend>Events</legend>
+{"".join(_field(state, f) for f in EVENTS)}
+</fieldset>
+<fieldset><legend>Resources to poll</legend>
+<p class="hint">Select the resources to poll. The pencil opens a resource's JSON (<code>url</code>, <code>idField</code>, <code>datesConfiguration</code>, …).</p>
+<ul class="resources">
+{"".join(_resource_row(state, name) for name in state.resources)}
+</ul>{resources_error}
+<div class="copy-resource">
+  <div class="field"><label for="f-new-resource">Custom resource name</label>
+  <input type="text" id="f-new-resource" name="new_resource" spellcheck="false"{new_aria}></div>
+  <div class="field"><label for="f-copy-from">Copy settings from</label>
+  <select id="f-copy-from" name="copy_from">{options}</select></div>
+  <p class="hint">A custom resource starts as a copy of another, with its name in the URL; it is added when the form is saved.</p>
+  {new_error}
+</div>
+</fieldset>
+<fieldset><legend>How changes are found</legend>
+<div class="choice"><input type="radio" id="f-tracking" name="detection" value="tracking"{tracking}>
+<label for="f-tracking">Change tracking (<code>fetchChanges='true'</code>), Dynamics 2016 and later</label></div>
+<div class="choice"><input type="radio" id="f-modifiedon" name="detection" value="modifiedon"{modifiedon}>
+<label for="f-modifiedon">The <code>modifiedon</code> filter, earlier versions of Dynamics</label></div>
+</fieldset>
+<div class="actions"><button type="submit">{e(submit)}</button> <a href="/console/instances">Cancel</a></div>
+</form>"""
+    return page(title, main, csrf=csrf)
