@@ -14,6 +14,7 @@ from gateway.api.health import Health, add_health_routes
 from gateway.api.instances import CALLBACK_NETWORKS, INSTANCE_LOG, add_routes
 from gateway.api.openapi import add_openapi_route, openapi_document
 from gateway.api.responses import problems_middleware
+from gateway.api.status import add_status_routes
 from gateway.delivery.dead_letters import DeadLetters
 from gateway.kafka.instance_log import InstanceLog
 from gateway.polling.status import PollStatus
@@ -40,7 +41,8 @@ def create_api_app(
     add_routes(app)
     add_cluster_routes(app, poller_group)
     add_delivery_routes(app, dead_letters)
+    add_status_routes(app, poll_status)
     add_health_routes(app, health)
     add_openapi_route(app, openapi_document())
-    app.add_subapp("/console", create_console_app(admin_token=admin_token, poll_status=poll_status))
+    app.add_subapp("/console", create_console_app(admin_token=admin_token))
     return app

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +32,7 @@ from gateway.settings import IPNetwork
 INSTANCE_LOG = web.AppKey("instance_log", InstanceLog)
 CALLBACK_NETWORKS: web.AppKey[tuple[IPNetwork, ...]] = web.AppKey("callback_networks")
 _CALLBACK_KEY = "event.notification.callback.url"
+_POLLER = "event.poller.configuration"
 _CALLBACK_URL_PATH = f"$.configuration['{_CALLBACK_KEY}']"
 
 
@@ -63,6 +66,18 @@ def _refused_callback(callback_url: str | None, allowed: tuple[IPNetwork, ...]) 
     except CallbackRefused as refused:
         return Problem(_CALLBACK_URL_PATH, str(refused))
     return None
+
+
+def poller_configuration(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The resources of a stored body, whose poller configuration may be a JSON string."""
+    configuration = body.get("configuration")
+    poller = configuration.get(_POLLER) if isinstance(configuration, Mapping) else None
+    if isinstance(poller, str):
+        try:
+            poller = json.loads(poller)
+        except ValueError:
+            return {}
+    return dict(poller) if isinstance(poller, Mapping) else {}
 
 
 def _now() -> str:

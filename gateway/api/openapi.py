@@ -67,6 +67,14 @@ def openapi_document() -> dict[str, Any]:
                     {"204": {"description": "Deleted"}, "404": _NOT_FOUND},
                 ),
             },
+            "/instances/{id}/status": {
+                "parameters": [_INSTANCE_ID],
+                "get": _operation(
+                    "Each resource's last poll (time, outcome, duration, records fetched, events published), "
+                    "checkpoint age and last error, as the replica answering polls it",
+                    {"200": {"description": "The figures by resource", **_JSON}, "404": _NOT_FOUND},
+                ),
+            },
             "/instances/{id}/deliveries": {
                 "parameters": [_INSTANCE_ID],
                 "get": _operation(

@@ -10,7 +10,16 @@ class PollReport:
     at: float  # wall-clock start of the poll
     ok: bool
     duration_seconds: float
+    fetched: int = 0  # records read from the source
+    published: int = 0  # events written to Kafka
     error: str | None = None  # the failure's message: the same words the log line has, never a secret
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceStatus:
+    last: PollReport
+    committed_at: float | None  # start of the last poll that went well: every change before is in Kafka
+    last_failure: PollReport | None
 
 
 class PollStatus:
@@ -18,26 +27,37 @@ class PollStatus:
     process without pollers (role api) has an empty book."""
 
     def __init__(self) -> None:
-        self._last: dict[str, dict[str, PollReport]] = {}
-        self._last_failure: dict[str, dict[str, PollReport]] = {}
+        self._resources: dict[str, dict[str, ResourceStatus]] = {}
 
     def record(self, instance_id: str, resource: str, report: PollReport) -> None:
-        self._last.setdefault(instance_id, {})[resource] = report
-        if not report.ok:
-            self._last_failure.setdefault(instance_id, {})[resource] = report
+        resources = self._resources.setdefault(instance_id, {})
+        before = resources.get(resource)
+        if report.ok:
+            failure = None if before is None else before.last_failure
+            resources[resource] = ResourceStatus(last=report, committed_at=report.at, last_failure=failure)
+        else:
+            committed_at = None if before is None else before.committed_at
+            resources[resource] = ResourceStatus(last=report, committed_at=committed_at, last_failure=report)
+
+    def of(self, instance_id: str) -> dict[str, ResourceStatus]:
+        """Each resource of the instance that this process polled."""
+        return dict(self._resources.get(instance_id, {}))
 
     def last(self, instance_id: str) -> dict[str, PollReport]:
         """The last poll of each resource of the instance that this process polled."""
-        return dict(self._last.get(instance_id, {}))
+        return {name: status.last for name, status in self._resources.get(instance_id, {}).items()}
 
     def last_failure(self, instance_id: str) -> tuple[str, PollReport] | None:
         """The most recent failed poll of any of the instance's resources, and which resource it was."""
-        failures = self._last_failure.get(instance_id, {})
+        failures = {
+            name: status.last_failure
+            for name, status in self._resources.get(instance_id, {}).items()
+            if status.last_failure is not None
+        }
         if not failures:
             return None
         resource = max(failures, key=lambda name: failures[name].at)
         return resource, failures[resource]
 
     def forget(self, instance_id: str) -> None:
-        self._last.pop(instance_id, None)
-        self._last_failure.pop(instance_id, None)
+        self._resources.pop(instance_id, None)

@@ -44,6 +44,7 @@ class PollOutcome:
     published: Counter[tuple[str, str]]  # (object type, event type) -> events
     skipped: int
     checkpoint: Checkpoint
+    fetched: int = 0  # records read from the source
 
     @property
     def events(self) -> int:
@@ -160,12 +161,25 @@ class ResourcePoller:
             )
             self._report(started_at, started, error=str(exc))
             return None
-        self._report(started_at, started)
+        self._report(started_at, started, outcome=outcome)
         return outcome
 
-    def _report(self, started_at: float, started: float, *, error: str | None = None) -> None:
-        duration = time.perf_counter() - started
-        report = PollReport(at=started_at, ok=error is None, duration_seconds=duration, error=error)
+    def _report(
+        self,
+        started_at: float,
+        started: float,
+        *,
+        outcome: PollOutcome | None = None,
+        error: str | None = None,
+    ) -> None:
+        report = PollReport(
+            at=started_at,
+            ok=error is None,
+            duration_seconds=time.perf_counter() - started,
+            fetched=0 if outcome is None else outcome.fetched,
+            published=0 if outcome is None else outcome.events,
+            error=error,
+        )
         self._status.record(self.instance.id, self.resource.name, report)
 
     async def poll_once(self) -> PollOutcome:
@@ -227,9 +241,10 @@ class ResourcePoller:
         )
         request = FetchRequest(resource=self.resource, url=url, cursor=checkpoint.cursor)
         published: Counter[tuple[str, str]] = Counter()
-        skipped = 0
+        skipped = fetched = 0
         cursor = checkpoint.cursor
         async for page in self._source.pages(request):
+            fetched += len(page.records)
             tracked = request.cursor is not None or page.baseline
             changes, page_skipped = self._changes(page, window, tracked=tracked)
             skipped += page_skipped
@@ -251,7 +266,7 @@ class ResourcePoller:
                 cursor=cursor,
                 seen=after.seen,
             )
-        return PollOutcome(published=published, skipped=skipped, checkpoint=after)
+        return PollOutcome(published=published, skipped=skipped, checkpoint=after, fetched=fetched)
 
     def _changes(self, page: SourcePage, window: WindowFilter, *, tracked: bool) -> tuple[list[Change], int]:
         changes: list[Change] = []

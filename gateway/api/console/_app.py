@@ -7,6 +7,7 @@ from a page of this origin, and a signed-in one must carry its session's CSRF to
 
 from __future__ import annotations
 
+import time
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,15 @@ from aiohttp.typedefs import Handler
 from yarl import URL
 
 from gateway.api.console._form import form_of, new_form, place_problems, read_form
-from gateway.api.console._pages import form_page, instances_page, sign_in_page
+from gateway.api.console._pages import form_page, instance_page, instances_page, sign_in_page
 from gateway.api.console._session import COOKIE, LIFETIME_SECONDS, Session, SessionSigner
 from gateway.api.instances import INSTANCE_LOG, store_new, store_replace, stored_body
 from gateway.api.responses import RequestProblem
+from gateway.api.status import POLL_STATUS, instance_status
 from gateway.errors import InstanceValidationError, Problem, ProblemsError
 from gateway.instances import validate_instance
-from gateway.polling.status import PollStatus
 
 SIGNER = web.AppKey("console_signer", SessionSigner)
-POLL_STATUS: web.AppKey[PollStatus | None] = web.AppKey("console_poll_status")
 _SESSION = web.RequestKey("console_session", Session)
 _STATIC = Path(str(files("gateway.api.console") / "static"))
 _OPEN = frozenset({"/console/sign-in"})
@@ -131,7 +131,7 @@ async def _instances(request: web.Request) -> web.Response:
     log = request.config_dict[INSTANCE_LOG]
     bodies = [body for body in (log.get(i) for i in log.ids()) if body is not None]
     bodies.sort(key=lambda body: str(body.get("name", "")).lower())
-    return _html(instances_page(bodies, request.app[POLL_STATUS], csrf=_csrf(request)))
+    return _html(instances_page(bodies, request.config_dict[POLL_STATUS], csrf=_csrf(request)))
 
 
 async def _new_form(request: web.Request) -> web.Response:
@@ -189,6 +189,13 @@ async def _create(request: web.Request) -> web.Response:
     return await _save(request, None)
 
 
+async def _detail(request: web.Request) -> web.Response:
+    instance_id = request.match_info["id"]
+    body = _found(request, instance_id)
+    status = instance_status(instance_id, body, request.config_dict[POLL_STATUS], now=time.time())
+    return _html(instance_page(body, status, csrf=_csrf(request)))
+
+
 async def _edit_form(request: web.Request) -> web.Response:
     instance_id = request.match_info["id"]
     return _html(_form(request, form_of(_found(request, instance_id)), instance_id))
@@ -207,10 +214,9 @@ async def _edit(request: web.Request) -> web.Response:
     return await _save(request, instance_id)
 
 
-def create_console_app(*, admin_token: str, poll_status: PollStatus | None) -> web.Application:
+def create_console_app(*, admin_token: str) -> web.Application:
     app = web.Application(middlewares=[_security_headers, _sessions])
     app[SIGNER] = SessionSigner(admin_token)
-    app[POLL_STATUS] = poll_status
     app.router.add_get("/", _home)
     app.router.add_get("/sign-in", _sign_in_form)
     app.router.add_post("/sign-in", _sign_in)
@@ -218,6 +224,7 @@ def create_console_app(*, admin_token: str, poll_status: PollStatus | None) -> w
     app.router.add_get("/instances", _instances)
     app.router.add_get("/instances/new", _new_form)
     app.router.add_post("/instances/new", _create)
+    app.router.add_get("/instances/{id}", _detail)
     app.router.add_get("/instances/{id}/edit", _edit_form)
     app.router.add_post("/instances/{id}/edit", _edit)
     app.router.add_static("/static/", _STATIC, append_version=False)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from multidict import MultiDictProxy
 
+from gateway.api.instances import poller_configuration
 from gateway.errors import Problem
 from gateway.instances import MASK, child
 
@@ -94,18 +95,6 @@ class FormState:
 
     def add_problem(self, key: str, message: str, path: str = "") -> None:
         self.problems.setdefault(key, []).append((path, message))
-
-
-def poller_configuration(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The resources of a stored body, whose poller configuration may be a JSON string."""
-    configuration = body.get("configuration")
-    poller = configuration.get(POLLER) if isinstance(configuration, Mapping) else None
-    if isinstance(poller, str):
-        try:
-            poller = json.loads(poller)
-        except ValueError:
-            return {}
-    return dict(poller) if isinstance(poller, Mapping) else {}
 
 
 def _dump(resource: Any) -> str:

@@ -14,9 +14,9 @@ from gateway.api.console._form import (
     SEED_RESOURCES,
     Field,
     FormState,
-    poller_configuration,
 )
 from gateway.api.console._html import csrf_input, e, page
+from gateway.api.instances import poller_configuration
 from gateway.polling.status import PollReport, PollStatus
 
 
@@ -99,7 +99,7 @@ def _instance_row(body: Mapping[str, Any], status: PollStatus | None) -> str:
     name = e(body.get("name", instance_id))
     cells = {
         "Health": f'<span class="dot dot-{health.state}" aria-hidden="true"></span> {e(health.text)}',
-        "Name": f'<a href="/console/instances/{e(instance_id)}/edit">{name}</a>',
+        "Name": f'<a href="/console/instances/{e(instance_id)}">{name}</a>',
         "Element": e(element_key),
         "Tags": tag_list or "—",
         "Events": "On" if enabled else "Off",
@@ -252,4 +252,67 @@ def form_page(state: FormState, *, title: str, action: str, submit: str, csrf: s
 </fieldset>
 <div class="actions"><button type="submit">{e(submit)}</button> <a href="/console/instances">Cancel</a></div>
 </form>"""
+    return page(title, main, csrf=csrf)
+
+
+_OUTCOMES = {
+    "ok": ("ok", "ok"),
+    "failed": ("failing", "failed"),
+    "never": ("never", "never polled"),
+    "unknown": ("unknown", "not polled by this process"),
+}
+
+
+def _seconds(value: object) -> str:
+    if not isinstance(value, int | float):
+        return "—"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
+def instance_page(body: Mapping[str, Any], status: Mapping[str, Any], *, csrf: str) -> str:
+    """An instance's resources, each with the figures of GET /instances/{id}/status."""
+    instance_id = str(body.get("id", ""))
+    rows = []
+    for name, figures in status["resources"].items():
+        dot, outcome = _OUTCOMES[figures["outcome"]]
+        error = figures.get("lastError")
+        last_error = f"{e(error['at'])}: {e(error['message'] or '')}" if error else "—"
+        cells = {
+            "Resource": f"<strong>{e(name)}</strong>",
+            "Last poll": f'<span class="dot dot-{dot}" aria-hidden="true"></span> {e(outcome)}'
+            + (f"<br><small>{e(figures['lastPollAt'])}</small>" if "lastPollAt" in figures else ""),
+            "Duration": e(_seconds(figures.get("durationSeconds"))),
+            "Records fetched": e(figures.get("recordsFetched", "—")),
+            "Events published": e(figures.get("eventsPublished", "—")),
+            "Checkpoint age": e(_seconds(figures.get("checkpointAgeSeconds"))),
+            "Last error": last_error,
+        }
+        rows.append(
+            "<tr>" + "".join(f'<td data-label="{k}"><div>{v}</div></td>' for k, v in cells.items()) + "</tr>"
+        )
+    if not rows:
+        rows.append('<tr><td colspan="7" class="empty">This instance polls no resources.</td></tr>')
+    head = "".join(
+        f'<th scope="col">{label}</th>'
+        for label in (
+            "Resource",
+            "Last poll",
+            "Duration",
+            "Records fetched",
+            "Events published",
+            "Checkpoint age",
+            "Last error",
+        )
+    )
+    title = str(body.get("name", instance_id))
+    main = f"""<div class="heading"><h1>{e(title)}</h1><a class="button" href="/console/instances/{e(instance_id)}/edit">Edit instance</a></div>
+<p class="hint">Instance <code>{e(instance_id)}</code>. The figures of each resource's last poll, as <code>GET /instances/{e(instance_id)}/status</code> gives them; reload the page for newer ones.</p>
+<div class="table-wrap">
+<table class="instances">
+<thead><tr>{head}</tr></thead>
+<tbody>
+{"".join(rows)}
+</tbody>
+</table>
+</div>"""
     return page(title, main, csrf=csrf)

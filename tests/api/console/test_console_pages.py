@@ -150,6 +150,20 @@ async def test_an_instance_created_through_the_form_polls_its_seven_resources(
     await expect(row).to_contain_text("last poll ok")
     await screenshot(page, "instances")
 
+    # The instance's page: each resource's last poll.
+    await row.get_by_role("link", name="seed-console").click()
+    await expect(page.get_by_role("heading", name="seed-console")).to_be_visible()
+    for resource in SEVEN:
+        resource_row = page.get_by_role("row").filter(has=page.get_by_text(resource, exact=True))
+        for _attempt in range(100):
+            if "ok" in await resource_row.locator('td[data-label="Last poll"]').inner_text():
+                break
+            await page.wait_for_timeout(100)
+            await page.reload()
+        await expect(resource_row.locator('td[data-label="Last poll"]')).to_contain_text("ok")
+        await expect(resource_row.locator('td[data-label="Checkpoint age"]')).not_to_have_text("—")
+    await screenshot(page, "instance-detail")
+
 
 async def test_a_bad_field_shows_the_apis_message_beside_it_and_secrets_stay_masked(
     page: Page, console: Endpoints, simulator: Simulator, receiver: str
@@ -193,6 +207,7 @@ async def test_a_bad_field_shows_the_apis_message_beside_it_and_secrets_stay_mas
     assert resources["phonecalls"]["datesConfiguration"] == resources["tasks"]["datesConfiguration"]
 
     await page.get_by_role("link", name="seed-console").click()
+    await page.get_by_role("link", name="Edit instance").click()
     await expect(page.get_by_label("Password")).to_have_value("********")
     assert PASSWORD not in await page.content()
     await expect(page.get_by_label("phonecalls", exact=True)).to_be_checked()
