@@ -25,7 +25,7 @@ def _failure(report: PollReport | None) -> dict[str, Any] | None:
 
 
 def _resource(status: ResourceStatus | None, *, polled_here: bool, now: float) -> dict[str, Any]:
-    if status is None:
+    if status is None or not polled_here:
         return {"outcome": "never" if polled_here else "unknown"}
     last = status.last
     return {
@@ -43,14 +43,14 @@ def instance_status(
     instance_id: str, body: Mapping[str, Any], book: PollStatus | None, *, now: float
 ) -> dict[str, Any]:
     """The figures of each configured resource. `never`: this process polls it but has not yet;
-    `unknown`: this process polls nothing (role api), so another replica has the figures."""
+    `unknown`: this process does not poll it (another replica does, or nobody: events are off)."""
     statuses = {} if book is None else book.of(instance_id)
-    polled_here = book is not None
+    polled = frozenset() if book is None else book.polls(instance_id)
     return {
         "id": instance_id,
-        "polledHere": polled_here,
+        "polledHere": bool(polled),
         "resources": {
-            name: _resource(statuses.get(name), polled_here=polled_here, now=now)
+            name: _resource(statuses.get(name), polled_here=name in polled, now=now)
             for name in poller_configuration(body)
         },
     }

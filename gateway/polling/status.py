@@ -23,11 +23,21 @@ class ResourceStatus:
 
 
 class PollStatus:
-    """Last reports by instance and resource. Only the replica that polls a resource knows it: a
-    process without pollers (role api) has an empty book."""
+    """Last reports by instance and resource, and which resources this process polls. Only the
+    replica that polls a resource knows its figures: a process without pollers has no book."""
 
     def __init__(self) -> None:
         self._resources: dict[str, dict[str, ResourceStatus]] = {}
+        self._polled: dict[str, frozenset[str]] = {}  # the resources this process polls, by instance
+
+    def track(self, instance_id: str, resources: frozenset[str]) -> None:
+        """This process now polls exactly these resources of the instance; others' reports go."""
+        self._polled[instance_id] = resources
+        kept = {k: v for k, v in self._resources.get(instance_id, {}).items() if k in resources}
+        self._resources[instance_id] = kept
+
+    def polls(self, instance_id: str) -> frozenset[str]:
+        return self._polled.get(instance_id, frozenset())
 
     def record(self, instance_id: str, resource: str, report: PollReport) -> None:
         resources = self._resources.setdefault(instance_id, {})
@@ -60,4 +70,6 @@ class PollStatus:
         return resource, failures[resource]
 
     def forget(self, instance_id: str) -> None:
+        """This process no longer polls the instance (deleted, disabled, or its partition moved)."""
         self._resources.pop(instance_id, None)
+        self._polled.pop(instance_id, None)

@@ -117,6 +117,7 @@ class PollerSupervisor:
         if owned is not None:
             for instance_id in list(owned.pollers):
                 await self._stop(owned, instance_id)
+                self.status.forget(instance_id)
 
     async def apply(self, instance_id: str, instance: Instance | None) -> None:
         """Bring the running pollers of one instance in line with its configuration (None: deleted)."""
@@ -124,10 +125,10 @@ class PollerSupervisor:
         if self._state is not _State.RUNNING or owned is None:
             return
         await self._stop(owned, instance_id)
-        if instance is None:
-            self.status.forget(instance_id)
         if instance is None or not instance.polling_enabled:
+            self.status.forget(instance_id)
             return
+        self.status.track(instance.id, frozenset(resource.name for resource in instance.resources))
         source = self._source_factory(instance)
         partition = state_partition(instance.id, self._state_partitions)
         started = []

@@ -17,7 +17,7 @@ from gateway.api.console._form import (
 )
 from gateway.api.console._html import csrf_input, e, page
 from gateway.api.instances import poller_configuration
-from gateway.polling.status import PollReport, PollStatus
+from gateway.polling.status import PollStatus
 
 
 def sign_in_page(*, problem: str | None = None) -> str:
@@ -51,9 +51,12 @@ def _ago(at: float) -> str:
     return f"{seconds // 3600} h ago"
 
 
-def _health(last: Mapping[str, PollReport] | None) -> _Health:
-    if last is None:
+def _health(status: PollStatus | None, instance_id: str, *, enabled: bool) -> _Health:
+    if not enabled:
+        return _Health("never", "events off")
+    if status is None or not status.polls(instance_id):
         return _Health("unknown", "not polled by this process")
+    last = status.last(instance_id)
     if not last:
         return _Health("never", "never polled")
     newest = max(report.at for report in last.values())
@@ -90,7 +93,7 @@ def _instance_row(body: Mapping[str, Any], status: PollStatus | None) -> str:
     tag_list = "".join(f'<span class="tag">{e(t)}</span>' for t in tags) if isinstance(tags, list) else ""
     enabled = str(config.get("event.notification.enabled", "false")).lower() == "true"
     resources = ", ".join(e(name) for name in poller_configuration(body)) or "none"
-    health = _health(None if status is None else status.last(instance_id))
+    health = _health(status, instance_id, enabled=enabled)
     failure = None if status is None else status.last_failure(instance_id)
     last_error = "—"
     if failure is not None:
