@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.api import Health, create_api_app, create_metrics_app
 from gateway.api.cluster import PollerGroup
+from gateway.api.stream import EventTail
 from gateway.delivery.dead_letters import DeadLetters
 from gateway.delivery.runner import open_dead_letters, start_deliverer
 from gateway.errors import ConfigError, InstanceValidationError, TaskCrashed
@@ -199,6 +200,12 @@ async def start_gateway(
                 health=health,
                 poller_group=poller_group,
                 dead_letters=dead_letters,
+                event_tail=EventTail(
+                    bootstrap_servers=bootstrap,
+                    topics=topics,
+                    admin=admin,
+                    topic_partitions=settings.topic_partitions,
+                ),
                 callback_allowed_networks=settings.callback_allowed_networks,
                 poll_status=None if supervisor is None else supervisor.status,
             )

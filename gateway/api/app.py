@@ -15,6 +15,7 @@ from gateway.api.instances import CALLBACK_NETWORKS, INSTANCE_LOG, add_routes
 from gateway.api.openapi import add_openapi_route, openapi_document
 from gateway.api.responses import problems_middleware
 from gateway.api.status import add_status_routes
+from gateway.api.stream import EventTail, add_stream_routes
 from gateway.delivery.dead_letters import DeadLetters
 from gateway.kafka.instance_log import InstanceLog
 from gateway.polling.status import PollStatus
@@ -28,6 +29,7 @@ def create_api_app(
     health: Health,
     poller_group: PollerGroup,
     dead_letters: DeadLetters,
+    event_tail: EventTail,
     callback_allowed_networks: Sequence[IPNetwork] = (),
     poll_status: PollStatus | None = None,
 ) -> web.Application:
@@ -42,6 +44,7 @@ def create_api_app(
     add_cluster_routes(app, poller_group)
     add_delivery_routes(app, dead_letters)
     add_status_routes(app, poll_status)
+    add_stream_routes(app, event_tail)
     add_health_routes(app, health)
     add_openapi_route(app, openapi_document())
     app.add_subapp("/console", create_console_app(admin_token=admin_token))

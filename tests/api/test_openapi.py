@@ -15,7 +15,12 @@ def _routed() -> set[tuple[str, str]]:
     # Routing does not touch the dependencies, so none is needed to list the routes.
     unused = cast(Any, None)
     app = create_api_app(
-        instance_log=unused, admin_token="t", health=Health(), poller_group=unused, dead_letters=unused
+        instance_log=unused,
+        admin_token="t",
+        health=Health(),
+        poller_group=unused,
+        dead_letters=unused,
+        event_tail=unused,
     )
     return {
         (route.method, route.resource.canonical)

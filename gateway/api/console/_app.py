@@ -22,6 +22,7 @@ from gateway.api.console._session import COOKIE, LIFETIME_SECONDS, Session, Sess
 from gateway.api.instances import INSTANCE_LOG, store_new, store_replace, stored_body
 from gateway.api.responses import RequestProblem
 from gateway.api.status import POLL_STATUS, instance_status
+from gateway.api.stream import stream_events
 from gateway.errors import InstanceValidationError, Problem, ProblemsError
 from gateway.instances import validate_instance
 
@@ -41,17 +42,11 @@ SECURITY_HEADERS = {
 }
 
 
-@web.middleware
-async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        exc.headers.update(SECURITY_HEADERS)
-        raise
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response of the console, error pages, files and event streams included."""
     response.headers.update(SECURITY_HEADERS)
     if not request.path.startswith("/console/static/"):
         response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -196,6 +191,15 @@ async def _detail(request: web.Request) -> web.Response:
     return _html(instance_page(body, status, csrf=_csrf(request)))
 
 
+async def _events(request: web.Request) -> web.StreamResponse:
+    instance_id = request.match_info["id"]
+    _found(request, instance_id)
+    try:
+        return await stream_events(request, instance_id)
+    except RequestProblem as bad:
+        raise web.HTTPBadRequest(text=str(bad)) from bad
+
+
 async def _edit_form(request: web.Request) -> web.Response:
     instance_id = request.match_info["id"]
     return _html(_form(request, form_of(_found(request, instance_id)), instance_id))
@@ -215,7 +219,8 @@ async def _edit(request: web.Request) -> web.Response:
 
 
 def create_console_app(*, admin_token: str) -> web.Application:
-    app = web.Application(middlewares=[_security_headers, _sessions])
+    app = web.Application(middlewares=[_sessions])
+    app.on_response_prepare.append(_security_headers)
     app[SIGNER] = SessionSigner(admin_token)
     app.router.add_get("/", _home)
     app.router.add_get("/sign-in", _sign_in_form)
@@ -225,6 +230,7 @@ def create_console_app(*, admin_token: str) -> web.Application:
     app.router.add_get("/instances/new", _new_form)
     app.router.add_post("/instances/new", _create)
     app.router.add_get("/instances/{id}", _detail)
+    app.router.add_get("/instances/{id}/events", _events)
     app.router.add_get("/instances/{id}/edit", _edit_form)
     app.router.add_post("/instances/{id}/edit", _edit)
     app.router.add_static("/static/", _STATIC, append_version=False)

@@ -317,5 +317,28 @@ def instance_page(body: Mapping[str, Any], status: Mapping[str, Any], *, csrf: s
 {"".join(rows)}
 </tbody>
 </table>
-</div>"""
+</div>
+{_live_events(instance_id, list(status["resources"]))}"""
     return page(title, main, csrf=csrf)
+
+
+def _live_events(instance_id: str, resources: list[str]) -> str:
+    """Filled by console.js from the instance's event stream (Server-Sent Events)."""
+    resource_options = "".join(f'<option value="{e(name)}">{e(name)}</option>' for name in resources)
+    type_options = "".join(f'<option value="{t}">{t}</option>' for t in ("CREATED", "UPDATED", "DELETED"))
+    return f"""<section class="live" aria-labelledby="live-heading">
+<h2 id="live-heading">Live events</h2>
+<div class="filters">
+  <div class="field"><label for="live-resource">Resource</label>
+  <select id="live-resource" data-live-filter="resource"><option value="">All resources</option>{resource_options}</select></div>
+  <div class="field"><label for="live-type">Event type</label>
+  <select id="live-type" data-live-filter="eventType"><option value="">All event types</option>{type_options}</select></div>
+</div>
+<p id="live-state" class="hint" role="status">Live events need JavaScript.</p>
+<div class="table-wrap">
+<table class="instances live-events" data-stream="/console/instances/{e(instance_id)}/events">
+<thead><tr><th scope="col">Time</th><th scope="col">Resource</th><th scope="col">Event type</th><th scope="col">Object id</th></tr></thead>
+<tbody id="live-events"></tbody>
+</table>
+</div>
+</section>"""

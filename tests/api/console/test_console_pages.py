@@ -20,7 +20,7 @@ from gateway.sim import DEMO_USERS, Simulator
 from tests.api.console.conftest import screenshot
 from tests.conftest import ADMIN_TOKEN, seed_instance
 from tests.instances.seed_examples import seed_bodies
-from tests.polling._support import only
+from tests.polling._support import insert, only
 
 SEVEN = ("accounts", "contacts", "leads", "opportunities", "tasks", "notes", "activities")
 USER, PASSWORD = next(iter(DEMO_USERS.items()))
@@ -162,6 +162,14 @@ async def test_an_instance_created_through_the_form_polls_its_seven_resources(
             await page.reload()
         await expect(resource_row.locator('td[data-label="Last poll"]')).to_contain_text("ok")
         await expect(resource_row.locator('td[data-label="Checkpoint age"]')).not_to_have_text("—")
+
+    # Live events: a record the simulator creates appears as it is published.
+    await page.get_by_label("Resource", exact=True).select_option("accounts")
+    await expect(page.get_by_role("status")).to_contain_text("Listening")
+    record_id = insert(simulator, "accounts")
+    live = page.locator("#live-events tr").filter(has_text=record_id)
+    await expect(live).to_contain_text("CREATED", timeout=20_000)
+    await expect(live).to_contain_text("accounts")
     await screenshot(page, "instance-detail")
 
 
