@@ -8,6 +8,7 @@ from a page of this origin, and a signed-in one must carry its session's CSRF to
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from yarl import URL
 
+from gateway.api.console._dead_letters import dead_letters_page
 from gateway.api.console._form import form_of, new_form, place_problems, read_form
 from gateway.api.console._pages import form_page, instance_page, instances_page, sign_in_page
 from gateway.api.console._session import COOKIE, LIFETIME_SECONDS, Session, SessionSigner
+from gateway.api.deliveries import DEAD_LETTERS
 from gateway.api.instances import INSTANCE_LOG, store_new, store_replace, stored_body
 from gateway.api.responses import RequestProblem
 from gateway.api.status import POLL_STATUS, instance_status
@@ -29,6 +32,7 @@ from gateway.instances import validate_instance
 SIGNER = web.AppKey("console_signer", SessionSigner)
 _SESSION = web.RequestKey("console_session", Session)
 _STATIC = Path(str(files("gateway.api.console") / "static"))
+_DEAD_LETTERS_SHOWN = 200
 _OPEN = frozenset({"/console/sign-in"})
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -200,6 +204,50 @@ async def _events(request: web.Request) -> web.StreamResponse:
         raise web.HTTPBadRequest(text=str(bad)) from bad
 
 
+async def _dead_letters(request: web.Request) -> web.Response:
+    instance_id = request.match_info["id"]
+    body = _found(request, instance_id)
+    letters = await request.config_dict[DEAD_LETTERS].find(instance_id, limit=_DEAD_LETTERS_SHOWN)
+    replayed = request.query.get("replayed", "")
+    notice = (
+        f"Replayed {int(replayed)} dead letter{'s' if replayed != '1' else ''}."
+        if replayed.isdigit()
+        else None
+    )
+    name = str(body.get("name", instance_id))
+    return _html(dead_letters_page(instance_id, name, letters, csrf=_csrf(request), notice=notice))
+
+
+def _since_ms(text: str) -> int | None:
+    """A datetime-local value, read as UTC; empty is no bound."""
+    if not text:
+        return None
+    try:
+        return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text="the time must look like 2026-01-31T12:00") from exc
+
+
+async def _replay(request: web.Request) -> web.Response:
+    """One (the row's button), the selected, or all since a time; then the page again, saying how many."""
+    instance_id = request.match_info["id"]
+    _found(request, instance_id)
+    form = await request.post()
+    since_ms = None
+    if form.get("one"):
+        ids: set[str] | None = {str(form["one"])}
+    elif form.get("selection"):
+        ids = {str(value) for value in form.getall("selected", [])}
+    else:
+        ids, since_ms = None, _since_ms(str(form.get("since", "")))
+    replayed = (
+        []
+        if ids == set()
+        else await request.config_dict[DEAD_LETTERS].replay(instance_id, since_ms=since_ms, event_ids=ids)
+    )
+    raise web.HTTPSeeOther(f"/console/instances/{instance_id}/dead-letters?replayed={len(replayed)}")
+
+
 async def _edit_form(request: web.Request) -> web.Response:
     instance_id = request.match_info["id"]
     return _html(_form(request, form_of(_found(request, instance_id)), instance_id))
@@ -231,6 +279,8 @@ def create_console_app(*, admin_token: str) -> web.Application:
     app.router.add_post("/instances/new", _create)
     app.router.add_get("/instances/{id}", _detail)
     app.router.add_get("/instances/{id}/events", _events)
+    app.router.add_get("/instances/{id}/dead-letters", _dead_letters)
+    app.router.add_post("/instances/{id}/dead-letters/replay", _replay)
     app.router.add_get("/instances/{id}/edit", _edit_form)
     app.router.add_post("/instances/{id}/edit", _edit)
     app.router.add_static("/static/", _STATIC, append_version=False)

@@ -308,7 +308,7 @@ def instance_page(body: Mapping[str, Any], status: Mapping[str, Any], *, csrf: s
         )
     )
     title = str(body.get("name", instance_id))
-    main = f"""<div class="heading"><h1>{e(title)}</h1><a class="button" href="/console/instances/{e(instance_id)}/edit">Edit instance</a></div>
+    main = f"""<div class="heading"><h1>{e(title)}</h1><div class="heading-actions"><a class="button secondary" href="/console/instances/{e(instance_id)}/dead-letters">Dead letters</a> <a class="button" href="/console/instances/{e(instance_id)}/edit">Edit instance</a></div></div>
 <p class="hint">Instance <code>{e(instance_id)}</code>. The figures of each resource's last poll, as <code>GET /instances/{e(instance_id)}/status</code> gives them; reload the page for newer ones.</p>
 <div class="table-wrap">
 <table class="instances">

@@ -18,7 +18,8 @@ from gateway.runtime import Endpoints, start_gateway
 from gateway.settings import Settings
 from gateway.sim import DEMO_USERS, Simulator
 from tests.api.console.conftest import screenshot
-from tests.conftest import ADMIN_TOKEN, seed_instance
+from tests.conftest import ADMIN_TOKEN, seed_instance, wait_for
+from tests.delivery._support import Hit, Receiver, delivery_settings, receiving
 from tests.instances.seed_examples import seed_bodies
 from tests.polling._support import insert, only
 
@@ -263,3 +264,58 @@ async def test_an_instance_whose_polls_fail_shows_a_red_dot_and_the_error(
     await expect(last_error).to_contain_text("accounts")
     assert "wrong-password" not in await last_error.inner_text()
     await screenshot(page, "instances-failing")
+
+
+def delivered(receiver: Receiver, record_id: str) -> list[Hit]:
+    return [hit for hit in receiver.hits if record_id in hit.body.decode()]
+
+
+async def test_a_failing_delivery_is_dead_lettered_with_its_attempts_and_a_replay_delivers_it(
+    page: Page, settings: Settings, registry: CollectorRegistry, simulator: Simulator
+) -> None:
+    receiver_up = False
+
+    async def down_until_fixed(_attempt: int, _request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204 if receiver_up else 500)
+
+    async with (
+        receiving(down_until_fixed) as receiver,
+        start_gateway(delivery_settings(settings), registry=registry) as endpoints,
+    ):
+        body = only(seed_instance("2016", simulator), "accounts")
+        body["configuration"]["event.notification.callback.url"] = receiver.url
+        body["name"] = "breaking-receiver"
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with (
+            aiohttp.ClientSession(headers=headers) as session,
+            session.post(f"{endpoints.api_url}/instances", json=body) as response,
+        ):
+            assert response.status == 201
+            instance_id = (await response.json())["id"]
+        await sign_in(page, endpoints)
+        await page.get_by_role("link", name="breaking-receiver").click()
+        await expect(page.get_by_role("status")).to_contain_text("Listening")
+        record_id = insert(simulator, "accounts")
+
+        await page.get_by_role("link", name="Dead letters").click()
+        letter = page.locator(".dead-letter").filter(has_text=record_id)
+        for _attempt in range(200):
+            if await letter.count():
+                break
+            await page.wait_for_timeout(100)
+            await page.reload()
+        await expect(letter).to_contain_text("retries-exhausted")
+        await letter.get_by_text("Attempts (4)").click()
+        statuses = letter.locator('td[data-label="HTTP status"]')
+        await expect(statuses).to_have_text(["500"] * 4)
+        await screenshot(page, "dead-letters")
+
+        receiver_up = True
+        await letter.get_by_role("button", name="Replay").click()
+        await expect(page.get_by_role("status")).to_contain_text("Replayed 1 dead letter.")
+        await expect(page.locator(".dead-letter").filter(has_text=record_id)).to_have_count(0)
+        await wait_for(lambda: len(delivered(receiver, record_id)) == 5)  # 4 refused, then this one
+        message = delivered(receiver, record_id)[-1].json()["message"]
+        assert message["instanceId"] == instance_id
+        assert message["events"][0]["objectId"] == record_id
+        await page.goto("about:blank")
