@@ -16,6 +16,7 @@ from gateway.api.openapi import add_openapi_route, openapi_document
 from gateway.api.responses import problems_middleware
 from gateway.api.status import add_status_routes
 from gateway.api.stream import EventTail, add_stream_routes
+from gateway.api.test_event import TestEventSender, add_test_event_routes
 from gateway.delivery.dead_letters import DeadLetters
 from gateway.kafka.instance_log import InstanceLog
 from gateway.polling.status import PollStatus
@@ -30,6 +31,7 @@ def create_api_app(
     poller_group: PollerGroup,
     dead_letters: DeadLetters,
     event_tail: EventTail,
+    test_events: TestEventSender,
     callback_allowed_networks: Sequence[IPNetwork] = (),
     poll_status: PollStatus | None = None,
 ) -> web.Application:
@@ -45,6 +47,7 @@ def create_api_app(
     add_delivery_routes(app, dead_letters)
     add_status_routes(app, poll_status)
     add_stream_routes(app, event_tail)
+    add_test_event_routes(app, test_events)
     add_health_routes(app, health)
     add_openapi_route(app, openapi_document())
     app.add_subapp("/console", create_console_app(admin_token=admin_token))

@@ -92,6 +92,19 @@ def openapi_document() -> dict[str, Any]:
                     ],
                 ),
             },
+            "/instances/{id}/test-event": {
+                "parameters": [_INSTANCE_ID],
+                "post": _operation(
+                    "Deliver one signed test notification to the callback URL now, as a delivery would "
+                    "(not through Kafka, never retried), and tell what the receiver answered: "
+                    "delivered, status, error, durationMs, webhookId",
+                    {
+                        "200": {"description": "The receiver's answer", **_JSON},
+                        "400": _PROBLEMS,
+                        "404": _NOT_FOUND,
+                    },
+                ),
+            },
             "/instances/{id}/deliveries": {
                 "parameters": [_INSTANCE_ID],
                 "get": _operation(

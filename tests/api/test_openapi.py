@@ -21,6 +21,7 @@ def _routed() -> set[tuple[str, str]]:
         poller_group=unused,
         dead_letters=unused,
         event_tail=unused,
+        test_events=unused,
     )
     return {
         (route.method, route.resource.canonical)

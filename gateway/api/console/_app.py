@@ -26,6 +26,7 @@ from gateway.api.instances import INSTANCE_LOG, store_new, store_replace, stored
 from gateway.api.responses import RequestProblem
 from gateway.api.status import POLL_STATUS, instance_status
 from gateway.api.stream import stream_events
+from gateway.api.test_event import send_test_event
 from gateway.errors import InstanceValidationError, Problem, ProblemsError
 from gateway.instances import validate_instance
 
@@ -189,10 +190,24 @@ async def _create(request: web.Request) -> web.Response:
 
 
 async def _detail(request: web.Request) -> web.Response:
+    return _instance_page(request, test_answer=None)
+
+
+def _instance_page(request: web.Request, *, test_answer: dict[str, Any] | None) -> web.Response:
     instance_id = request.match_info["id"]
     body = _found(request, instance_id)
     status = instance_status(instance_id, body, request.config_dict[POLL_STATUS], now=time.time())
-    return _html(instance_page(body, status, csrf=_csrf(request)))
+    return _html(instance_page(body, status, csrf=_csrf(request), test_answer=test_answer))
+
+
+async def _test_event(request: web.Request) -> web.Response:
+    """Send a test notification and show the instance's page with the receiver's answer."""
+    _found(request, request.match_info["id"])
+    try:
+        answer = await send_test_event(request.config_dict, request.match_info["id"])
+    except RequestProblem as problem:
+        answer = {"delivered": False, "error": "; ".join(str(p) for p in problem.problems)}
+    return _instance_page(request, test_answer=answer)
 
 
 async def _events(request: web.Request) -> web.StreamResponse:
@@ -280,6 +295,7 @@ def create_console_app(*, admin_token: str) -> web.Application:
     app.router.add_get("/instances/{id}", _detail)
     app.router.add_get("/instances/{id}/events", _events)
     app.router.add_get("/instances/{id}/dead-letters", _dead_letters)
+    app.router.add_post("/instances/{id}/test-event", _test_event)
     app.router.add_post("/instances/{id}/dead-letters/replay", _replay)
     app.router.add_get("/instances/{id}/edit", _edit_form)
     app.router.add_post("/instances/{id}/edit", _edit)

@@ -272,7 +272,20 @@ def _seconds(value: object) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
 
 
-def instance_page(body: Mapping[str, Any], status: Mapping[str, Any], *, csrf: str) -> str:
+def _test_answer(answer: Mapping[str, Any]) -> str:
+    if answer["delivered"]:
+        text = f"Test event delivered: {answer['host']} answered {answer['status']} in {answer['durationMs']} ms."
+        return f'<p class="notice" role="status">{e(text)} <small>webhook-id <code>{e(answer["webhookId"])}</code></small></p>'
+    return f'<p class="error-summary" role="status">Test event not delivered: {e(answer["error"])}.</p>'
+
+
+def instance_page(
+    body: Mapping[str, Any],
+    status: Mapping[str, Any],
+    *,
+    csrf: str,
+    test_answer: Mapping[str, Any] | None = None,
+) -> str:
     """An instance's resources, each with the figures of GET /instances/{id}/status."""
     instance_id = str(body.get("id", ""))
     rows = []
@@ -308,7 +321,10 @@ def instance_page(body: Mapping[str, Any], status: Mapping[str, Any], *, csrf: s
         )
     )
     title = str(body.get("name", instance_id))
-    main = f"""<div class="heading"><h1>{e(title)}</h1><div class="heading-actions"><a class="button secondary" href="/console/instances/{e(instance_id)}/dead-letters">Dead letters</a> <a class="button" href="/console/instances/{e(instance_id)}/edit">Edit instance</a></div></div>
+    main = f"""<div class="heading"><h1>{e(title)}</h1><div class="heading-actions">
+<form method="post" action="/console/instances/{e(instance_id)}/test-event">{csrf_input(csrf)}<button type="submit" class="secondary">Send test event</button></form>
+<a class="button secondary" href="/console/instances/{e(instance_id)}/dead-letters">Dead letters</a> <a class="button" href="/console/instances/{e(instance_id)}/edit">Edit instance</a></div></div>
+{"" if test_answer is None else _test_answer(test_answer)}
 <p class="hint">Instance <code>{e(instance_id)}</code>. The figures of each resource's last poll, as <code>GET /instances/{e(instance_id)}/status</code> gives them; reload the page for newer ones.</p>
 <div class="table-wrap">
 <table class="instances">

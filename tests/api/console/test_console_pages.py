@@ -294,7 +294,9 @@ async def test_a_failing_delivery_is_dead_lettered_with_its_attempts_and_a_repla
             instance_id = (await response.json())["id"]
         await sign_in(page, endpoints)
         await page.get_by_role("link", name="breaking-receiver").click()
-        await expect(page.get_by_role("status")).to_contain_text("Listening")
+        await page.get_by_role("button", name="Send test event").click()
+        await expect(page.get_by_text("Test event not delivered")).to_contain_text("answered 500")
+        await expect(page.get_by_text("Listening")).to_be_visible()
         record_id = insert(simulator, "accounts")
 
         await page.get_by_role("link", name="Dead letters").click()
@@ -314,6 +316,10 @@ async def test_a_failing_delivery_is_dead_lettered_with_its_attempts_and_a_repla
         await letter.get_by_role("button", name="Replay").click()
         await expect(page.get_by_role("status")).to_contain_text("Replayed 1 dead letter.")
         await expect(page.locator(".dead-letter").filter(has_text=record_id)).to_have_count(0)
+        await page.get_by_role("link", name="Back to the instance").click()
+        await page.get_by_role("button", name="Send test event").click()
+        await expect(page.get_by_text("Test event delivered")).to_contain_text("answered 204")
+        await screenshot(page, "instance-test-event")
         await wait_for(lambda: len(delivered(receiver, record_id)) == 5)  # 4 refused, then this one
         message = delivered(receiver, record_id)[-1].json()["message"]
         assert message["instanceId"] == instance_id
