@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
@@ -44,12 +45,18 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def page(browser: Browser) -> AsyncIterator[Page]:
-    """A fresh context (no cookies) at the wide width; tests resize it for the narrow screenshots."""
+    """A fresh context (no cookies) at the wide width. Every request the pages make is kept, and
+    none may leave the machine: the console loads nothing from a CDN or any other site."""
     context = await browser.new_context(viewport={"width": WIDTHS["wide"], "height": 900})
+    requested: list[str] = []
+    context.on("request", lambda request: requested.append(request.url))
     try:
         yield await context.new_page()
     finally:
         await context.close()
+    outside = [url for url in requested if urlsplit(url).hostname not in (None, "127.0.0.1")]
+    assert outside == [], f"the pages loaded from outside the gateway: {outside}"
+    assert any(url.endswith("/console/static/console.css") for url in requested)
 
 
 async def screenshot(page: Page, name: str) -> None:

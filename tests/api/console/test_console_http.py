@@ -10,7 +10,9 @@ import aiohttp
 import pytest
 
 from gateway.runtime import Endpoints
-from tests.conftest import ADMIN_TOKEN
+from gateway.sim import Simulator
+from tests.conftest import ADMIN_TOKEN, seed_instance
+from tests.polling._support import create, only
 
 PAGES = ("/console/instances", "/console/instances/new")
 
@@ -51,9 +53,11 @@ async def test_pages_need_a_session_and_carry_the_security_headers(gateway: Endp
 
 
 async def test_every_page_is_reachable_and_loads_only_the_gateways_own_files(
-    signed_in: aiohttp.ClientSession,
+    signed_in: aiohttp.ClientSession, api: aiohttp.ClientSession, simulator: Simulator
 ) -> None:
-    for path in (*PAGES, "/console/sign-in"):
+    instance_id = await create(api, only(seed_instance("2016", simulator), "accounts"))
+    instance_pages = [f"/console/instances/{instance_id}{page}" for page in ("", "/edit", "/dead-letters")]
+    for path in (*PAGES, *instance_pages, "/console/sign-in"):
         async with signed_in.get(path) as response:
             assert response.status == 200, path
             assert response.headers["Content-Security-Policy"]
