@@ -9,10 +9,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from aiohttp import ChainMapProxy, web
 
-from gateway.api.responses import RequestProblem, json_response
+from gateway.api.responses import RequestProblem, json_response, read_json
 from gateway.delivery.ssrf import check_callback_url
 from gateway.errors import CallbackRefused, InstanceValidationError, Problem
 from gateway.instances import (
@@ -82,13 +81,6 @@ def poller_configuration(body: Mapping[str, Any]) -> dict[str, Any]:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-async def _read_json(request: web.Request) -> Any:
-    try:
-        return orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
-        raise RequestProblem(400, [Problem("$", f"body is not valid JSON: {exc}")]) from exc
 
 
 def _public(body: Body, warnings: tuple[Problem, ...] = ()) -> dict[str, Any]:
@@ -169,7 +161,7 @@ async def store_replace(
 
 
 async def create_instance(request: web.Request) -> web.Response:
-    stored, warnings = await store_new(request.app, await _read_json(request))
+    stored, warnings = await store_new(request.app, await read_json(request))
     return json_response(_public(stored, warnings), status=201)
 
 
@@ -186,7 +178,7 @@ async def get_instance(request: web.Request) -> web.Response:
 async def patch_instance(request: web.Request) -> web.Response:
     instance_id = request.match_info["id"]
     stored_body(request.app, instance_id)  # a missing instance is a 404 before a bad body is a 400
-    merged, warnings = await store_patch(request.app, instance_id, await _read_json(request))
+    merged, warnings = await store_patch(request.app, instance_id, await read_json(request))
     return json_response(_public(merged, warnings))
 
 

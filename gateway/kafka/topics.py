@@ -10,6 +10,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from gateway.errors import PublishError
+from gateway.kafka.static_members import remove_static_member
 
 _COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
 
@@ -84,6 +85,10 @@ class TopicAdmin:
                 GroupMember(client_id=client_id, host=host, partitions=tuple(sorted(partitions)))
             )
         return GroupDescription(state=state, members=tuple(sorted(described, key=lambda m: m.client_id)))
+
+    async def remove_static_member(self, group_id: str, instance_id: str) -> bool:
+        """Make the static member `instance_id` leave `group_id` now (False: it was no member)."""
+        return await remove_static_member(self._client, group_id, instance_id)
 
     async def ensure(self, name: str, *, partitions: int, compacted: bool = False) -> None:
         if name in self._known:

@@ -19,7 +19,13 @@ from yarl import URL
 
 from gateway.api.console._dead_letters import dead_letters_page
 from gateway.api.console._form import form_of, new_form, place_problems, read_form
-from gateway.api.console._pages import form_page, instance_page, instances_page, sign_in_page
+from gateway.api.console._pages import (
+    error_page,
+    form_page,
+    instance_page,
+    instances_page,
+    sign_in_page,
+)
 from gateway.api.console._session import COOKIE, LIFETIME_SECONDS, Session, SessionSigner
 from gateway.api.deliveries import DEAD_LETTERS
 from gateway.api.instances import INSTANCE_LOG, store_new, store_replace, stored_body
@@ -64,6 +70,20 @@ def _same_origin(request: web.Request) -> bool:
         return URL(origin).authority == request.host
     except ValueError:
         return False
+
+
+@web.middleware
+async def _error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The console's refusals as pages, before the API's middleware would make JSON problems of them."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        signed_in = _SESSION in request
+        text = error.text if error.text and not error.text.startswith(f"{error.status}:") else error.reason
+        page = error_page(error.status, error.reason, text, signed_in=signed_in)
+        return _html(page, status=error.status)
 
 
 @web.middleware
@@ -282,7 +302,7 @@ async def _edit(request: web.Request) -> web.Response:
 
 
 def create_console_app(*, admin_token: str) -> web.Application:
-    app = web.Application(middlewares=[_sessions])
+    app = web.Application(middlewares=[_error_pages, _sessions])
     app.on_response_prepare.append(_security_headers)
     app[SIGNER] = SessionSigner(admin_token)
     app.router.add_get("/", _home)

@@ -36,6 +36,17 @@ def sign_in_page(*, problem: str | None = None) -> str:
     return page("Sign in", main)
 
 
+def error_page(status: int, reason: str, message: str, *, signed_in: bool) -> str:
+    """What a refused or missing console page shows: the API's JSON problems are for programs."""
+    back = "/console/instances" if signed_in else "/console/sign-in"
+    main = f"""<section class="card narrow-card">
+<h1>{status} {e(reason)}</h1>
+<p role="alert">{e(message)}</p>
+<p><a href="{back}">Back to the console</a></p>
+</section>"""
+    return page(f"{status} {reason}", main)
+
+
 @dataclass(frozen=True, slots=True)
 class _Health:
     state: str  # ok, failing, never, unknown

@@ -105,3 +105,15 @@ async def test_a_post_without_the_sessions_csrf_token_or_from_another_origin_is_
     async with signed_in.post("/console/sign-out", data={"csrf": token}, allow_redirects=False) as response:
         assert response.status == 303
         assert response.cookies["gateway_console"].value == ""
+
+
+async def test_the_consoles_refusals_are_pages_not_the_apis_json(signed_in: aiohttp.ClientSession) -> None:
+    async with signed_in.get("/console/instances/no-such-id") as response:
+        assert response.status == 404
+        assert response.content_type == "text/html"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert "no instance with id &#x27;no-such-id&#x27;" in await response.text()
+    async with signed_in.post("/console/instances/new", data={"name": "x"}) as response:
+        assert response.status == 403
+        assert response.content_type == "text/html"
+        assert "CSRF token is missing or wrong" in await response.text()
