@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.api import Health, create_api_app, create_metrics_app
 from gateway.api.cluster import PollerGroup
+from gateway.api.rates import MinuteRates
 from gateway.api.stream import EventTail
 from gateway.api.test_event import TestEventSender
 from gateway.delivery.attempt import webhook_session
@@ -214,6 +215,7 @@ async def start_gateway(
                     admin=admin,
                     topic_partitions=settings.topic_partitions,
                 ),
+                rates=await stack.enter_async_context(MinuteRates(registry)),
                 test_events=TestEventSender(
                     session=await stack.enter_async_context(
                         webhook_session(

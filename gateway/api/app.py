@@ -13,6 +13,7 @@ from gateway.api.deliveries import add_delivery_routes
 from gateway.api.health import Health, add_health_routes
 from gateway.api.instances import CALLBACK_NETWORKS, INSTANCE_LOG, add_routes
 from gateway.api.openapi import add_openapi_route, openapi_document
+from gateway.api.rates import RATES, MinuteRates
 from gateway.api.responses import problems_middleware
 from gateway.api.status import add_status_routes
 from gateway.api.stream import EventTail, add_stream_routes
@@ -32,6 +33,7 @@ def create_api_app(
     dead_letters: DeadLetters,
     event_tail: EventTail,
     test_events: TestEventSender,
+    rates: MinuteRates,
     callback_allowed_networks: Sequence[IPNetwork] = (),
     poll_status: PollStatus | None = None,
 ) -> web.Application:
@@ -48,6 +50,7 @@ def create_api_app(
     add_status_routes(app, poll_status)
     add_stream_routes(app, event_tail)
     add_test_event_routes(app, test_events)
+    app[RATES] = rates
     add_health_routes(app, health)
     add_openapi_route(app, openapi_document())
     app.add_subapp("/console", create_console_app(admin_token=admin_token))

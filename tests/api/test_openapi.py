@@ -22,6 +22,7 @@ def _routed() -> set[tuple[str, str]]:
         dead_letters=unused,
         event_tail=unused,
         test_events=unused,
+        rates=unused,
     )
     return {
         (route.method, route.resource.canonical)

@@ -17,8 +17,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from yarl import URL
 
+from gateway.api.cluster import cluster_view
 from gateway.api.console._dead_letters import dead_letters_page
 from gateway.api.console._form import form_of, new_form, place_problems, read_form
+from gateway.api.console._overview import overview_page
 from gateway.api.console._pages import (
     error_page,
     form_page,
@@ -29,11 +31,12 @@ from gateway.api.console._pages import (
 from gateway.api.console._session import COOKIE, LIFETIME_SECONDS, Session, SessionSigner
 from gateway.api.deliveries import DEAD_LETTERS
 from gateway.api.instances import INSTANCE_LOG, store_new, store_replace, stored_body
+from gateway.api.rates import RATES
 from gateway.api.responses import RequestProblem
 from gateway.api.status import POLL_STATUS, instance_status
 from gateway.api.stream import stream_events
 from gateway.api.test_event import send_test_event
-from gateway.errors import InstanceValidationError, Problem, ProblemsError
+from gateway.errors import InstanceValidationError, Problem, ProblemsError, PublishError
 from gateway.instances import validate_instance
 
 SIGNER = web.AppKey("console_signer", SessionSigner)
@@ -152,6 +155,17 @@ async def _instances(request: web.Request) -> web.Response:
     bodies = [body for body in (log.get(i) for i in log.ids()) if body is not None]
     bodies.sort(key=lambda body: str(body.get("name", "")).lower())
     return _html(instances_page(bodies, request.config_dict[POLL_STATUS], csrf=_csrf(request)))
+
+
+async def _overview(request: web.Request) -> web.Response:
+    series = request.config_dict[RATES].series()
+    try:
+        cluster = await cluster_view(request.config_dict)
+    except PublishError as unread:
+        page = overview_page(series, None, csrf=_csrf(request), cluster_problem=str(unread))
+    else:
+        page = overview_page(series, cluster, csrf=_csrf(request))
+    return _html(page)
 
 
 async def _new_form(request: web.Request) -> web.Response:
@@ -309,6 +323,7 @@ def create_console_app(*, admin_token: str) -> web.Application:
     app.router.add_get("/sign-in", _sign_in_form)
     app.router.add_post("/sign-in", _sign_in)
     app.router.add_post("/sign-out", _sign_out)
+    app.router.add_get("/overview", _overview)
     app.router.add_get("/instances", _instances)
     app.router.add_get("/instances/new", _new_form)
     app.router.add_post("/instances/new", _create)

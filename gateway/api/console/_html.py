@@ -18,7 +18,7 @@ def page(title: str, main: str, *, csrf: str | None = None) -> str:
         header = f"""
 <header class="top">
   <a class="brand" href="/console/instances">event-gateway</a>
-  <nav aria-label="Main"><a href="/console/instances">Instances</a> <a href="/console/instances/new">New instance</a></nav>
+  <nav aria-label="Main"><a href="/console/overview">Overview</a> <a href="/console/instances">Instances</a> <a href="/console/instances/new">New instance</a></nav>
   <form method="post" action="/console/sign-out" class="sign-out">{csrf_input(csrf)}<button type="submit" class="link">Sign out</button></form>
 </header>"""
     return f"""<!doctype html>

@@ -321,6 +321,18 @@ async def test_a_failing_delivery_is_dead_lettered_with_its_attempts_and_a_repla
         await expect(page.get_by_text("Test event delivered")).to_contain_text("answered 204")
         await screenshot(page, "instance-test-event")
         await wait_for(lambda: len(delivered(receiver, record_id)) == 5)  # 4 refused, then this one
+
+        # The overview: the change and the deliveries counted in this hour, and this poller replica.
+        await page.get_by_role("link", name="Overview").click()
+        changes = page.get_by_role("region", name="Changes per minute")
+        await expect(changes.get_by_role("row").filter(has_text="accounts")).to_be_visible()
+        deliveries = page.get_by_role("region", name="Deliveries per minute")
+        failed = deliveries.get_by_role("row").filter(has_text="failed")
+        await expect(failed.get_by_role("cell").first).to_have_text("4")
+        await expect(deliveries.get_by_role("row").filter(has_text="delivered")).to_be_visible()
+        await expect(page.get_by_role("heading", name="Poller replicas")).to_be_visible()
+        await expect(page.locator('td[data-label="Replica"]')).to_have_count(1)
+        await screenshot(page, "overview")
         message = delivered(receiver, record_id)[-1].json()["message"]
         assert message["instanceId"] == instance_id
         assert message["events"][0]["objectId"] == record_id
