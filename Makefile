@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv demo test lint format kafka-up kafka-down bench clean browser
+.PHONY: help venv demo test lint format kafka-up kafka-down bench soak clean browser
 
 help:
 	@echo "make demo        run the whole pipeline locally (Kafka, Dynamics simulator, gateway, sample receiver)"
@@ -13,6 +13,7 @@ help:
 	@echo "make lint        ruff check, ruff format --check, mypy --strict"
 	@echo "make format      ruff check --fix, ruff format: what make lint asks for"
 	@echo "make bench       the benchmarks of bench/, as ratios to a baseline of the same run"
+	@echo "make soak        20 minutes at 200 changes/s through SIGKILLs and a broker restart (SOAK_ARGS)"
 	@echo "make helm-check  helm lint, render and kubeconform the chart, then its tests (builds the tools once)"
 	@echo "make browser     install Debian's chromium for the console's browser tests (root, apt-get)"
 	@echo "make kafka-up    start a single-node Kafka on localhost:9092"
@@ -102,3 +103,7 @@ bench: $(STAMP) kafka-up
 	$(BIN)/ruff format --check bench tests/bench
 	$(BIN)/mypy bench tests/bench
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Its own broker on free ports, so that the restart inside it leaves :9092 alone.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
-import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -33,7 +32,7 @@ from gateway.errors import ConfigError, InstanceValidationError, TaskCrashed
 from gateway.instances import SecretBox, validate_instance
 from gateway.instances.declared import load_declared_instances
 from gateway.instances.model import Instance
-from gateway.kafka.instance_log import Body, InstanceLog
+from gateway.kafka.instance_log import Body, InstanceLog, decode_body
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.kafka.transactions import TransactionalWriter
 from gateway.metrics import KafkaMetrics, PollingMetrics, SourceMetrics, TaskMetrics, process_registry
@@ -86,12 +85,12 @@ def replica_id(settings: Settings) -> str:
     return settings.group_instance_id or f"{socket.gethostname()}-{os.getpid()}"
 
 
-def _secret_box(settings: Settings) -> SecretBox:
+def secret_box(settings: Settings) -> SecretBox:
     if settings.secret_key is None:
         raise ConfigError(
             "GATEWAY_SECRET_KEY must be set (at least 32 characters); it encrypts instance secrets"
         )
-    return SecretBox(settings.secret_key.get_secret_value())
+    return SecretBox(settings.secret_key, previous=settings.secret_key_previous)
 
 
 async def _serve(stack: AsyncExitStack, app: web.Application, host: str, port: int) -> str:
@@ -115,7 +114,7 @@ async def start_gateway(
     """Start every component of `role`; on exit stop them in reverse order."""
     registry = registry if registry is not None else process_registry()
     topics = TopicNames(prefix=settings.topic_prefix, state_prefix=settings.state_topic_prefix)
-    box = _secret_box(settings)
+    box = secret_box(settings)
     health = Health()
     kafka_metrics = KafkaMetrics(registry)
     watchdog = Watchdog(TaskMetrics(registry))
@@ -282,7 +281,7 @@ async def _start_pollers(
         )
 
     def decode_instance(instance_id: str, value: bytes | None) -> Instance | None:
-        body = None if value is None else box.decrypt_body(orjson.loads(value))
+        body = None if value is None else decode_body(box, instance_id, value)
         return _instance_or_none(instance_id, body)
 
     supervisor = await stack.enter_async_context(

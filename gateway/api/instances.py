@@ -15,14 +15,13 @@ from gateway.api.responses import RequestProblem, json_response, read_json
 from gateway.delivery.ssrf import check_callback_url
 from gateway.errors import CallbackRefused, InstanceValidationError, Problem
 from gateway.instances import (
-    MASK,
     PREVIOUS_SIGNATURE_KEY,
-    SECRET_KEYS,
     SIGNATURE_KEY,
     SIGNATURE_ROTATED_AT,
     ValidatedInstance,
     apply_patch,
     mask_body,
+    unmasked_patch,
     validate_instance,
 )
 from gateway.kafka.instance_log import Body, InstanceLog
@@ -98,15 +97,6 @@ def stored_body(app: web.Application | ChainMapProxy, instance_id: str) -> Body:
     return body
 
 
-def _without_echoed_masks(patch: dict[str, Any]) -> dict[str, Any]:
-    """A client that sends back a body it read gets masks where secrets were; keep the stored secrets."""
-    configuration = patch.get("configuration")
-    if not isinstance(configuration, dict):
-        return patch
-    kept = {k: v for k, v in configuration.items() if not (k in SECRET_KEYS and v == MASK)}
-    return {**patch, "configuration": kept}
-
-
 def _remember_rotated_signature_key(before: Body, after: dict[str, Any]) -> None:
     """Keep the replaced key, so that deliveries carry both signatures while receivers switch over."""
     old_config, new_config = before.get("configuration"), after.get("configuration")
@@ -137,7 +127,7 @@ async def store_patch(
     body = stored_body(app, instance_id)
     if not isinstance(patch, dict):
         raise RequestProblem(400, [Problem("$", "a patch must be a JSON object (RFC 7396 merge patch)")])
-    merged = apply_patch(body, _without_echoed_masks(patch))
+    merged = apply_patch(body, unmasked_patch(patch, body))
     _remember_rotated_signature_key(body, merged)
     merged.update(id=instance_id, createdDate=body.get("createdDate"), updatedDate=_now())
     validated = _validated(merged, instance_id, app[CALLBACK_NETWORKS])

@@ -16,7 +16,10 @@ _PROBLEMS = {
 _UNAUTHORIZED = {"description": "Missing or wrong bearer token", **_PROBLEMS}
 _NOT_FOUND = {"description": "No such instance", **_PROBLEMS}
 _INSTANCE = {
-    "description": "The stored instance, secrets masked as ********",
+    "description": (
+        "The stored instance: secrets and callback header values masked as ********,"
+        " the callback URL as scheme://host[:port]/********"
+    ),
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Instance"}}},
 }
 _INSTANCE_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}

@@ -307,8 +307,20 @@ class ResourcePoller:
                 object_id=change.object_id,
                 event_type=change.event_type.value,
                 time_ms=seen_ms if updated_ms is None else updated_ms,
-                # A delete has no updated date; the cursor it was read from identifies it across re-polls.
-                version=str(cursor) if updated_ms is None else str(updated_ms),
+                version=_version(change, cursor),
                 raw=change.record,
                 snapshot=snapshot,
             )
+
+
+def _version(change: Change, cursor: str | None) -> str:
+    """What tells this change of its row from the others, the same on every re-poll of it.
+
+    Dataverse dates have second precision, so a row written twice within a second shows the same
+    updated date twice: its etag (`W/"<versionnumber>"`, new on every write) tells the two apart.
+    A delete has no updated date; the cursor it was read from identifies it instead.
+    """
+    if change.updated_ms is None:
+        return str(cursor)
+    etag = change.record.get("etag")
+    return f"{change.updated_ms}" if etag is None else f"{change.updated_ms}:{etag}"
