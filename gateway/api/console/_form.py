@@ -13,7 +13,7 @@ from multidict import MultiDictProxy
 
 from gateway.api.instances import poller_configuration
 from gateway.errors import Problem
-from gateway.instances import MASK, child
+from gateway.instances import MASK, SECRET_URL_KEYS, child, mask_url
 
 FieldKind = Literal["text", "secret", "switch", "interval", "url"]
 POLLER = "event.poller.configuration"
@@ -124,6 +124,9 @@ def form_of(body: Mapping[str, Any]) -> FormState:
         if field.kind == "secret":
             values[field.key] = MASK
             secrets.add(field.key)
+        elif field.key in SECRET_URL_KEYS:
+            # Its path and query may carry a receiver's token: the page shows the host only.
+            values[field.key] = mask_url(str(value))
         elif isinstance(value, list):
             values[field.key] = ", ".join(str(item) for item in value)
         else:
@@ -174,6 +177,8 @@ def read_form(form: MultiDictProxy[Any], *, before: Mapping[str, Any] | None) ->
     for field in FIELDS[len(IDENTITY) :]:
         value = values[field.key]
         if field.kind == "secret" and value == MASK and field.key in config:
+            continue
+        if field.key in SECRET_URL_KEYS and field.key in config and value == mask_url(str(config[field.key])):
             continue
         if value:
             config[field.key] = value

@@ -14,6 +14,7 @@ from aiohttp import web
 from playwright.async_api import Page, expect
 from prometheus_client import CollectorRegistry
 
+from gateway.instances import mask_url
 from gateway.runtime import Endpoints, start_gateway
 from gateway.settings import Settings
 from gateway.sim import DEMO_USERS, Simulator
@@ -138,7 +139,7 @@ async def test_an_instance_created_through_the_form_polls_its_seven_resources(
     configuration = created["configuration"]
     assert created["tags"] == ["console", "seed"]
     assert configuration["user.password"] == "********"
-    assert configuration["event.notification.callback.url"] == receiver
+    assert configuration["event.notification.callback.url"] == mask_url(receiver)
     resources = configuration["event.poller.configuration"]
     assert list(resources) == list(SEVEN)
     assert all(r["url"].endswith("?where=fetchChanges='true'") for r in resources.values())
@@ -218,6 +219,9 @@ async def test_a_bad_field_shows_the_apis_message_beside_it_and_secrets_stay_mas
     await page.get_by_role("link", name="seed-console").click()
     await page.get_by_role("link", name="Edit instance").click()
     await expect(page.get_by_label("Password")).to_have_value("********")
+    # The callback URL's path may carry the receiver's token: only its host is shown, and it is kept.
+    await expect(page.get_by_label("Event Notification Callback URL")).to_have_value(mask_url(receiver))
+    assert receiver not in await page.content()
     assert PASSWORD not in await page.content()
     await expect(page.get_by_label("phonecalls", exact=True)).to_be_checked()
     await page.get_by_label("Tags").fill("edited")
@@ -227,6 +231,10 @@ async def test_a_bad_field_shows_the_apis_message_beside_it_and_secrets_stay_mas
     await expect(page.get_by_role("heading", name="Instances")).to_be_visible()
     (edited,) = await api_instances(console)
     assert edited["tags"] == ["edited"]
+    # The callback URL was kept whole: a test event still reaches the receiver's /hook.
+    await page.get_by_role("link", name="seed-console").click()
+    await page.get_by_role("button", name="Send test event").click()
+    await expect(page.get_by_text("Test event delivered")).to_contain_text("answered 204")
     configuration = edited["configuration"]
     # The masked secrets were kept as they were: no rotation of the signature key began.
     assert configuration["user.password"] == "********"
