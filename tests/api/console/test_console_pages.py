@@ -345,3 +345,29 @@ async def test_a_failing_delivery_is_dead_lettered_with_its_attempts_and_a_repla
         assert message["instanceId"] == instance_id
         assert message["events"][0]["objectId"] == record_id
         await page.goto("about:blank")
+
+
+async def test_the_console_is_usable_by_keyboard_alone(page: Page, gateway: Endpoints) -> None:
+    await page.goto(f"{gateway.api_url}/console/sign-in")
+    await page.keyboard.type(ADMIN_TOKEN)  # the token field has the focus
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Instances")).to_be_visible()
+    await page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    await expect(skip).to_be_focused()
+    await expect(skip).to_be_visible()  # shown when it has the focus
+    # Tab on through the navigation to the new-instance form, and open it with Enter.
+    for _step in range(10):
+        await page.keyboard.press("Tab")
+        focused = await page.evaluate("document.activeElement.textContent.trim()")
+        if focused == "New instance":
+            break
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="New instance")).to_be_visible()
+    for _step in range(20):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("document.activeElement.id") == "f-name":
+            break
+    await expect(page.get_by_label("Name", exact=True)).to_be_focused()
+    await page.keyboard.type("typed")
+    await expect(page.get_by_label("Name", exact=True)).to_have_value("typed")
