@@ -21,6 +21,10 @@ from prometheus_client import CollectorRegistry
 
 from gateway.api import Health, create_api_app, create_metrics_app
 from gateway.api.cluster import PollerGroup
+from gateway.api.rates import MinuteRates
+from gateway.api.stream import EventTail
+from gateway.api.test_event import TestEventSender
+from gateway.delivery.attempt import webhook_session
 from gateway.delivery.dead_letters import DeadLetters
 from gateway.delivery.runner import delivery_topics, open_dead_letters, start_deliverer
 from gateway.departure import Departure, StatefulSetPod
@@ -40,6 +44,8 @@ from gateway.sources.dynamics import DynamicsSource
 from gateway.tasks import Watchdog, cancel_and_wait
 
 logger = logging.getLogger(__name__)
+
+_TEST_EVENT_CONNECTIONS = 4  # test events are a person's clicks, not a load
 
 Role = Literal["all", "poller", "deliverer", "api"]
 ROLES: tuple[Role, ...] = ("all", "poller", "deliverer", "api")
@@ -202,7 +208,25 @@ async def start_gateway(
                 health=health,
                 poller_group=poller_group,
                 dead_letters=dead_letters,
+                event_tail=EventTail(
+                    bootstrap_servers=bootstrap,
+                    topics=topics,
+                    admin=admin,
+                    topic_partitions=settings.topic_partitions,
+                ),
+                rates=await stack.enter_async_context(MinuteRates(registry)),
+                test_events=TestEventSender(
+                    session=await stack.enter_async_context(
+                        webhook_session(
+                            allowed=settings.callback_allowed_networks, limit=_TEST_EVENT_CONNECTIONS
+                        )
+                    ),
+                    time_limit=settings.delivery_timeout_seconds,
+                    retry_after_max=settings.delivery_retry_after_max_seconds,
+                    rotation_grace=settings.signature_rotation_grace_seconds,
+                ),
                 callback_allowed_networks=settings.callback_allowed_networks,
+                poll_status=None if supervisor is None else supervisor.status,
             )
             api_url = await _serve(stack, app, settings.api_host, settings.api_port)
         # The shutdown, in this order: not ready; the pollers stop, aborting their open transactions;

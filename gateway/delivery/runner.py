@@ -29,10 +29,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from types import TracebackType
 
-import aiohttp
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
+from gateway.delivery.attempt import webhook_session
 from gateway.delivery.committer import Committer
 from gateway.delivery.consumer import DeliveryReader
 from gateway.delivery.dead_letters import DeadLetters
@@ -42,7 +42,6 @@ from gateway.delivery.handler import HandlerConfig, InstanceLookup, RecordHandle
 from gateway.delivery.layout import DeliveryTopics
 from gateway.delivery.offsets import Windows
 from gateway.delivery.retry import RetryPolicy
-from gateway.delivery.ssrf import GuardedConnector
 from gateway.delivery.state import DisabledInstances, RevisionLookup
 from gateway.errors import PublishError
 from gateway.kafka.topics import TopicAdmin, TopicNames
@@ -162,18 +161,8 @@ class Deliverer:
                 revisions=self._revisions,
             )
         )
-        connector = GuardedConnector(
-            allowed=settings.callback_allowed_networks, limit=settings.delivery_concurrency
-        )
         session = await stack.enter_async_context(
-            aiohttp.ClientSession(
-                connector=connector,
-                trust_env=False,
-                # A receiver's cookies must not ride along on the next webhook, to it or to another
-                # instance's receiver on the same host; nor does a webhook negotiate its answer.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("Accept", "Accept-Encoding"),
-            )
+            webhook_session(allowed=settings.callback_allowed_networks, limit=settings.delivery_concurrency)
         )
         # Entered before the consumer, so left after it: the last commit needs them.
         writers = await stack.enter_async_context(

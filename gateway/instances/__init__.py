@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.errors import SecretKeyMismatch
 from gateway.instances._connection import PREVIOUS_SIGNATURE_KEY, SIGNATURE_KEY, SIGNATURE_ROTATED_AT
+from gateway.instances._read import child
 from gateway.instances.masking import MASK, mask_body, mask_url, unmasked_patch
 from gateway.instances.model import (
     DatesConfiguration,
@@ -32,6 +33,7 @@ __all__ = [
     "SourceConnection",
     "ValidatedInstance",
     "apply_patch",
+    "child",
     "mask_body",
     "mask_url",
     "unmasked_patch",
