@@ -152,3 +152,19 @@ async def test_request_log_records_and_clears(
     assert log[2]["status"] == 404
     await call(http, "DELETE", f"{sim.base_url}/_sim/requests", status=204)
     assert (await call(http, "GET", f"{sim.base_url}/_sim/requests"))["value"] == []
+
+
+async def test_a_bulk_load_within_some_seconds_stamps_every_row_there(sim: Simulator) -> None:
+    """A bulk import: every row created and modified in the last `within_seconds`, the bound included."""
+    sim.state.bulk_load("accounts", 2000, within_seconds=4)
+    sim.state.bulk_load("contacts", 50, within_seconds=0)
+    accounts = sim.state.tables["accounts"].rows.values()
+    assert {row["modifiedon"] for row in accounts} == {
+        f"2025-12-31T23:59:{second}Z" for second in (56, 57, 58, 59)
+    } | {"2026-01-01T00:00:00Z"}
+    assert all(row["createdon"] == row["modifiedon"] for row in accounts)
+    assert {row["modifiedon"] for row in sim.state.tables["contacts"].rows.values()} == {
+        "2026-01-01T00:00:00Z"
+    }
+    with pytest.raises(ValueError, match="within -1 seconds"):
+        sim.state.bulk_load("accounts", 1, within_seconds=-1)
