@@ -11,16 +11,21 @@ help:
 	@echo "make demo        run the whole pipeline locally (Kafka, Dynamics simulator, gateway, sample receiver)"
 	@echo "make test        run the test suite against a local Kafka"
 	@echo "make lint        ruff check, ruff format --check, mypy --strict"
+	@echo "make format      ruff check --fix, ruff format: what make lint asks for"
+	@echo "make bench       the benchmarks of bench/, as ratios to a baseline of the same run"
 	@echo "make helm-check  helm lint, render and kubeconform the chart, then its tests (builds the tools once)"
 	@echo "make kafka-up    start a single-node Kafka on localhost:9092"
 	@echo "make kafka-down  stop it"
 
 venv: $(STAMP)
 
+# pip's output goes to install.log and is shown only when the install fails: setuptools prints a
+# warning block about editable installs on every success, which says nothing to a user of `make`.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	@echo "installing the virtualenv in $(VENV) (log: $(VENV)/install.log)"
+	@{ $(BIN)/pip install --upgrade pip && $(BIN)/pip install -e '.[dev]'; } >$(VENV)/install.log 2>&1 \
+	  || { cat $(VENV)/install.log; echo "pip install failed; its log: $(VENV)/install.log"; exit 1; }
 	@touch $(STAMP)
 
 kafka-up:

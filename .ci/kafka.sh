@@ -80,7 +80,7 @@ up() {
       echo "kafka: the broker this checkout started (pid $pid) answers on $bootstrap, log: $log"
     else
       echo "kafka: reusing the broker that already answers on $bootstrap; this checkout did not start it," \
-        "so its log is not in $state and \`make kafka-down\` leaves it running" >&2
+        "so its log is not in $state and \`make kafka-down\` leaves it running"
     fi
     return
   fi

@@ -23,7 +23,8 @@ from prometheus_client import CollectorRegistry
 from gateway.api import Health, create_api_app, create_metrics_app
 from gateway.api.cluster import PollerGroup
 from gateway.delivery.dead_letters import DeadLetters
-from gateway.delivery.runner import open_dead_letters, start_deliverer
+from gateway.delivery.runner import delivery_topics, open_dead_letters, start_deliverer
+from gateway.departure import Departure, StatefulSetPod
 from gateway.errors import ConfigError, InstanceValidationError, TaskCrashed
 from gateway.instances import SecretBox, validate_instance
 from gateway.instances.declared import load_declared_instances
@@ -120,6 +121,7 @@ async def start_gateway(
         )
         for name in (topics.instances, topics.checkpoints):
             await admin.ensure(name, partitions=settings.state_partitions, compacted=True)
+        departure = _departure(settings, admin)
         health.watch("kafka", lambda: True)
         metrics_url = await _serve(
             stack,
@@ -131,7 +133,7 @@ async def start_gateway(
         membership = supervisor = None
         if role in ("all", "poller"):
             membership, supervisor = await _start_pollers(
-                stack, settings, topics, admin, registry, kafka_metrics, box, watchdog
+                stack, settings, topics, admin, registry, kafka_metrics, box, watchdog, departure
             )
             health.watch("partitions assigned", membership.assigned.is_set)
 
@@ -164,6 +166,8 @@ async def start_gateway(
 
         dead_letters: DeadLetters | None = None
         if role in ("all", "deliverer"):
+            if departure is not None:  # runs once the deliverer has committed and stopped its consumer
+                stack.push_async_callback(departure.leave, delivery_topics(settings, topics).group_id)
             deliverer = await stack.enter_async_context(
                 start_deliverer(
                     settings,
@@ -203,7 +207,8 @@ async def start_gateway(
             )
             api_url = await _serve(stack, app, settings.api_host, settings.api_port)
         # The shutdown, in this order: not ready; the pollers stop, aborting their open transactions;
-        # then the rest in reverse order, the deliverer draining its deliveries in flight.
+        # then the rest in reverse order, the deliverer draining its deliveries in flight. A static
+        # member going for good leaves each group as soon as its consumer of it has stopped.
         if supervisor is not None:
             stack.push_async_callback(supervisor.stop)
         stack.callback(setattr, health, "shutting_down", True)
@@ -226,6 +231,7 @@ async def _start_pollers(
     kafka_metrics: KafkaMetrics,
     box: SecretBox,
     watchdog: Watchdog,
+    departure: Departure | None,
 ) -> tuple[PollerMembership, PollerSupervisor]:
     bootstrap = settings.kafka_bootstrap_servers
     polling_metrics = PollingMetrics(registry, per_instance=settings.metrics_per_instance)
@@ -278,6 +284,8 @@ async def _start_pollers(
         replica_id=replica,
         session_timeout_ms=int(settings.poller_session_timeout_seconds * 1000),
     )
+    if departure is not None:  # runs once the membership has stopped its pollers and its consumer
+        stack.push_async_callback(departure.leave, config.group_id)
     membership = await stack.enter_async_context(
         PollerMembership(
             config,
@@ -291,6 +299,27 @@ async def _start_pollers(
         )
     )
     return membership, supervisor
+
+
+def _departure(settings: Settings, admin: TopicAdmin) -> Departure | None:
+    """How this replica leaves its consumer groups when it stops; None: it stays a member until its
+    session ends (a static member), or leaves by itself (any other)."""
+    instance_id = settings.group_instance_id
+    if settings.leave_group_on_shutdown == "never" or instance_id is None:
+        return None
+    if settings.leave_group_on_shutdown == "always":
+        return Departure(instance_id=instance_id, admin=admin)
+    if settings.kubernetes_statefulset is None:  # refused by the settings already; mypy cannot know
+        raise ConfigError(
+            "GATEWAY_LEAVE_GROUP_ON_SHUTDOWN=if-scaled-down needs GATEWAY_KUBERNETES_STATEFULSET"
+        )
+    pod = StatefulSetPod(
+        api_url=settings.kubernetes_api_url,
+        service_account_dir=settings.kubernetes_service_account_dir,
+        statefulset=settings.kubernetes_statefulset,
+        pod=instance_id,
+    )
+    return Departure(instance_id=instance_id, admin=admin, pod=pod)
 
 
 def _instance_or_none(instance_id: str, body: Mapping[str, object] | None) -> Instance | None:
@@ -307,9 +336,17 @@ def _instance_or_none(instance_id: str, body: Mapping[str, object] | None) -> In
 
 
 async def run_until_stopped(
-    settings: Settings, *, role: Role, instances_path: Path | None, stop: asyncio.Event
+    settings: Settings,
+    *,
+    role: Role,
+    instances_path: Path | None,
+    stop: asyncio.Event,
+    alongside: Callable[[Endpoints], Coroutine[Any, Any, None]] | None = None,
 ) -> bool:
     """Run the gateway until `stop` is set, then shut it down within GATEWAY_SHUTDOWN_TIMEOUT_SECONDS.
+
+    `alongside`, when given, runs while the gateway is up (the demo prints what it receives), and is
+    cancelled before the shutdown begins.
 
     Returns whether it stopped cleanly. Past the bound, what still runs is logged and cancelled, and
     the result is False; so is it when a step of the shutdown failed. Errors at startup are raised.
@@ -318,11 +355,15 @@ async def run_until_stopped(
 
     async def lifetime() -> None:
         async with start_gateway(settings, role=role, instances_path=instances_path) as endpoints:
+            companion = None if alongside is None else asyncio.create_task(alongside(endpoints))
             try:
                 await wait_for_stop(stop, endpoints.failure)
             except Exception:
                 stop.set()  # what a failure leaves must stop within the bound too
                 raise
+            finally:
+                if companion is not None:
+                    await cancel_and_wait(companion)
             logger.info("shutting down within %g s", bound)
 
     gateway = asyncio.create_task(lifetime(), name="gateway")

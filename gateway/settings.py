@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -87,6 +87,28 @@ class Settings(BaseSettings):
     group_instance_id: str | None = Field(
         None,
         description="Stable identity of this replica, e.g. a StatefulSet pod name, for static membership.",
+    )
+    leave_group_on_shutdown: Literal["never", "always", "if-scaled-down"] = Field(
+        "never",
+        description=(
+            "Whether a replica with GATEWAY_GROUP_INSTANCE_ID leaves its consumer groups on SIGTERM, so "
+            "its partitions move at once instead of after its session: `never` (a restart gets them "
+            "back), `always`, or `if-scaled-down`: only when its StatefulSet has been scaled below its "
+            "pod (replicas <= ordinal) or is gone."
+        ),
+    )
+    kubernetes_statefulset: str | None = Field(
+        None,
+        description="For `if-scaled-down`: the StatefulSet whose pod GATEWAY_GROUP_INSTANCE_ID names.",
+    )
+    kubernetes_api_url: str = Field(
+        "https://kubernetes.default.svc",
+        description="The Kubernetes API, for `if-scaled-down`.",
+        json_schema_extra={"allowed": "an http or https URL"},
+    )
+    kubernetes_service_account_dir: Path = Field(
+        Path("/var/run/secrets/kubernetes.io/serviceaccount"),
+        description="The pod's service account (`token`, `namespace`, `ca.crt`), for `if-scaled-down`.",
     )
     poller_session_timeout_seconds: float = Field(
         10.0, gt=0, description="How long a silent poller replica keeps its partitions before they move."
@@ -179,6 +201,13 @@ class Settings(BaseSettings):
             return items
         return [_network(item) if isinstance(item, str) else item for item in items]
 
+    @field_validator("kubernetes_api_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case(cls, value: Any) -> Any:
@@ -191,12 +220,48 @@ class Settings(BaseSettings):
             raise ValueError("delays must be finite and not negative")
         return value
 
+    @model_validator(mode="after")
+    def _departure(self) -> Settings:
+        policy = self.leave_group_on_shutdown
+        if policy == "never":
+            return self
+        if self.group_instance_id is None:
+            raise _Conflict(
+                "leave_group_on_shutdown",
+                f"{policy} needs GATEWAY_GROUP_INSTANCE_ID: only a static member stays in its groups "
+                "when it stops, any other leaves them by itself",
+            )
+        if policy == "if-scaled-down":
+            if self.kubernetes_statefulset is None:
+                raise _Conflict(
+                    "kubernetes_statefulset",
+                    "must name the replica's StatefulSet when GATEWAY_LEAVE_GROUP_ON_SHUTDOWN is "
+                    "if-scaled-down",
+                )
+            ordinal = self.group_instance_id.removeprefix(f"{self.kubernetes_statefulset}-")
+            if ordinal == self.group_instance_id or not ordinal.isdigit():
+                raise _Conflict(
+                    "group_instance_id",
+                    "must be the pod name, <GATEWAY_KUBERNETES_STATEFULSET>-<ordinal>, when "
+                    "GATEWAY_LEAVE_GROUP_ON_SHUTDOWN is if-scaled-down",
+                )
+        return self
+
     @field_validator("secret_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("must be at least 32 characters")
         return value
+
+
+class _Conflict(ValueError):
+    """Settings that do not fit together, raised by a model validator. Pydantic locates its errors
+    nowhere (an empty `loc`), so the error names the variable to report: the one to change."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        self.field_name = field_name
+        super().__init__(message)
 
 
 def _network(text: str) -> IPNetwork:
@@ -267,6 +332,9 @@ _ITEM_REASONS = {
 
 def _problem(error: ErrorDetails) -> Problem:
     location = error["loc"]
+    if not location:  # only a model validator's `_Conflict` has none
+        conflict = error["ctx"]["error"]
+        return Problem(variable(conflict.field_name), str(conflict))
     field_name = str(location[0])
     if error["type"] == "value_error":
         reason = str(error.get("ctx", {}).get("error", error["msg"]))

@@ -45,7 +45,8 @@ def _default_text(name: str) -> str:
             else "empty"
         )
     if isinstance(default, Path):
-        return "`~/" + str(default.relative_to(Path.home())) + "`"
+        shown = f"~/{default.relative_to(Path.home())}" if default.is_relative_to(Path.home()) else default
+        return f"`{shown}`"
     if isinstance(default, float):
         return f"`{default:g}`"
     return f"`{default}`"
@@ -89,6 +90,7 @@ def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
         ("GATEWAY_EVENT_MODE", "json", "must be structured or binary"),
         ("GATEWAY_METRICS_PER_INSTANCE", "maybe", "must be true or false"),
         ("GATEWAY_HTTP_TIMEOUT_SECONDS", "0", "must be a number above 0"),
+        ("GATEWAY_KUBERNETES_API_URL", "kubernetes.default.svc", "must be an http:// or https:// URL"),
     ],
 )
 def test_a_bad_value_is_reported_by_its_variable_in_plain_words(
@@ -106,6 +108,65 @@ def test_every_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(SettingsError) as caught:
         load_settings()
     assert [p.path for p in caught.value.problems] == ["GATEWAY_API_PORT", "GATEWAY_LOG_LEVEL"]
+
+
+_SCALED_DOWN = {
+    "GATEWAY_LEAVE_GROUP_ON_SHUTDOWN": "if-scaled-down",
+    "GATEWAY_KUBERNETES_STATEFULSET": "gw-poller",
+}
+_NOT_A_POD = (
+    "must be the pod name, <GATEWAY_KUBERNETES_STATEFULSET>-<ordinal>, when "
+    "GATEWAY_LEAVE_GROUP_ON_SHUTDOWN is if-scaled-down"
+)
+
+
+@pytest.mark.parametrize(
+    ("environ", "problem"),
+    [
+        (
+            {"GATEWAY_LEAVE_GROUP_ON_SHUTDOWN": "always"},
+            Problem(
+                "GATEWAY_LEAVE_GROUP_ON_SHUTDOWN",
+                "always needs GATEWAY_GROUP_INSTANCE_ID: only a static member stays in its groups when "
+                "it stops, any other leaves them by itself",
+            ),
+        ),
+        (
+            {"GATEWAY_LEAVE_GROUP_ON_SHUTDOWN": "if-scaled-down", "GATEWAY_GROUP_INSTANCE_ID": "gw-poller-1"},
+            Problem(
+                "GATEWAY_KUBERNETES_STATEFULSET",
+                "must name the replica's StatefulSet when GATEWAY_LEAVE_GROUP_ON_SHUTDOWN is if-scaled-down",
+            ),
+        ),
+        (
+            {**_SCALED_DOWN, "GATEWAY_GROUP_INSTANCE_ID": "gw-api-1"},
+            Problem("GATEWAY_GROUP_INSTANCE_ID", _NOT_A_POD),
+        ),
+        (
+            {**_SCALED_DOWN, "GATEWAY_GROUP_INSTANCE_ID": "gw-poller"},
+            Problem("GATEWAY_GROUP_INSTANCE_ID", _NOT_A_POD),
+        ),
+        (
+            {**_SCALED_DOWN, "GATEWAY_GROUP_INSTANCE_ID": "gw-poller-one"},
+            Problem("GATEWAY_GROUP_INSTANCE_ID", _NOT_A_POD),
+        ),
+    ],
+    ids=["no-instance-id", "no-statefulset", "other-statefulset", "no-ordinal", "ordinal-not-a-number"],
+)
+def test_settings_that_do_not_fit_together_name_the_variable_to_change(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], problem: Problem
+) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.problems == (problem,)
+
+
+def test_a_statefulset_pod_may_leave_if_scaled_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {**_SCALED_DOWN, "GATEWAY_GROUP_INSTANCE_ID": "gw-poller-12"}.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().leave_group_on_shutdown == "if-scaled-down"
 
 
 def test_log_levels_are_read_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:

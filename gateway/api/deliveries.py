@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from gateway.api.responses import RequestProblem, json_response
+from gateway.api.responses import RequestProblem, json_response, read_json
 from gateway.delivery.dead_letters import DeadLetters
 from gateway.errors import Problem
 
@@ -75,11 +74,9 @@ async def _replay(request: web.Request, instance_id: str, body: Mapping[str, Any
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        body = orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError as exc:
-        raise _bad("$", f"body is not valid JSON: {exc}") from exc
+    body = await read_json(request)
+    if body is None:
+        return {}
     if not isinstance(body, dict):
         raise _bad("$", "must be a JSON object")
     return body

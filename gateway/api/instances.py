@@ -7,10 +7,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from gateway.api.responses import RequestProblem, json_response
+from gateway.api.responses import RequestProblem, json_response, read_json
 from gateway.delivery.ssrf import check_callback_url
 from gateway.errors import CallbackRefused, Problem
 from gateway.instances import (
@@ -49,13 +48,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-async def _read_json(request: web.Request) -> Any:
-    try:
-        return orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
-        raise RequestProblem(400, [Problem("$", f"body is not valid JSON: {exc}")]) from exc
-
-
 def _public(body: Body, warnings: tuple[Problem, ...] = ()) -> dict[str, Any]:
     shown = mask_body(body)
     if warnings:
@@ -92,7 +84,7 @@ def _remember_rotated_signature_key(before: Body, after: dict[str, Any]) -> None
 
 
 async def create_instance(request: web.Request) -> web.Response:
-    body = await _read_json(request)
+    body = await read_json(request)
     instance_id = str(uuid.uuid4())
     validated = _validated(request, body, instance_id)
     now = _now()
@@ -114,7 +106,7 @@ async def get_instance(request: web.Request) -> web.Response:
 
 async def patch_instance(request: web.Request) -> web.Response:
     instance_id, body = _stored(request)
-    patch = await _read_json(request)
+    patch = await read_json(request)
     if not isinstance(patch, dict):
         raise RequestProblem(400, [Problem("$", "a patch must be a JSON object (RFC 7396 merge patch)")])
     merged = apply_patch(body, _without_echoed_masks(patch))

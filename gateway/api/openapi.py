@@ -28,8 +28,15 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
     return {"name": name, "in": "query", "description": description, "schema": schema}
 
 
+_BODY_REFUSED = {
+    "413": {"description": "The body is larger than 1 MiB", **_PROBLEMS},
+    "415": {"description": "The body is not declared application/json", **_PROBLEMS},
+}
+
+
 def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"summary": summary, "responses": {**responses, "401": _UNAUTHORIZED}, **extra}
+    refusals = _BODY_REFUSED if "requestBody" in extra else {}
+    return {"summary": summary, "responses": {**responses, **refusals, "401": _UNAUTHORIZED}, **extra}
 
 
 def _probe(summary: str) -> dict[str, Any]:

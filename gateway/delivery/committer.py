@@ -20,6 +20,23 @@ logger = logging.getLogger(__name__)
 _FAILURES_TOLERATED = 20  # consecutive failed commits (about 10 s at the default interval) before giving up
 
 
+def _retrieve_orphaned_commit_requests() -> None:
+    """aiokafka sends a commit in a task of its own behind asyncio.shield. A cancelled commit (the
+    shutdown stops the committer, or bounds the last commit) leaves that task running with no one
+    to read its end; when the broker is gone it fails, and asyncio reports 'Task exception was
+    never retrieved'. Such a failure changes nothing (the offsets were not committed, and the next
+    owner delivers those events again), so it is read here and logged at debug level."""
+    for task in asyncio.all_tasks():
+        coroutine = getattr(task.get_coro(), "__qualname__", None)
+        if not task.done() and coroutine == "GroupCoordinator._do_commit_offsets":
+            task.add_done_callback(_log_orphaned_commit)
+
+
+def _log_orphaned_commit(task: asyncio.Task[object]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.debug("a cancelled offset commit failed afterwards: %s", error)
+
+
 class Committer:
     def __init__(
         self,
@@ -58,6 +75,9 @@ class Committer:
             else:
                 try:
                     await self._consumer.commit(offsets)
+                except asyncio.CancelledError:
+                    _retrieve_orphaned_commit_requests()
+                    raise
                 except KafkaError as exc:
                     raise PublishError(f"cannot commit offsets of {self._group_id}: {exc}") from exc
             for tp, (_offset, count, _outputs) in plan.items():

@@ -126,6 +126,13 @@ class Deliverer:
         return min(settings.delivery_timeout_seconds, settings.shutdown_timeout_seconds / 2)
 
     @property
+    def last_commit_grace(self) -> float:
+        """How long the last commit may take on exit: a quarter of the shutdown bound. aiokafka waits
+        for a coordinator without end, and one that is gone (the broker died first) must not hold the
+        shutdown past its bound; what the commit covered is then delivered again by the next owner."""
+        return self._settings.shutdown_timeout_seconds / 4
+
+    @property
     def pending(self) -> int:
         """Events read and not yet finished."""
         return 0 if self._reader is None else self._reader.pending
@@ -270,9 +277,13 @@ class Deliverer:
                 await self._reader.drain(self.drain_grace)
             if self._committer is not None:
                 try:
-                    await self._committer.commit()
-                except PublishError as error:
-                    logger.warning("last commit failed; the next owner repeats what it covered: %s", error)
+                    async with asyncio.timeout(self.last_commit_grace):
+                        await self._committer.commit()
+                except (PublishError, TimeoutError) as error:
+                    logger.warning(
+                        "last commit failed; the next owner repeats what it covered: %s",
+                        str(error) or f"no answer within {self.last_commit_grace:g} s",
+                    )
         finally:
             await self._stack.aclose()
 

@@ -15,6 +15,7 @@ from gateway.instances._read import (
     has_scheme,
     http_url_problem,
     json_type,
+    length_problem,
 )
 from gateway.instances.model import Notification, SourceConnection
 
@@ -137,6 +138,8 @@ def _check_pair(report: Report, config: Mapping[str, Any], path: str, first: str
 
 def _read_base_url(report: Report, config: Mapping[str, Any], path: str) -> str | None:
     if "dynamics.base.url" in config:
+        if "dynamics.tenant" in config:
+            get_string(report, config, "dynamics.tenant", path)  # unused then, but not of any type
         base_url = _get_http_url(report, config, "dynamics.base.url", path)
         if base_url is not None and ("?" in base_url or "#" in base_url):
             report.error(child(path, "dynamics.base.url"), "must not have a query or fragment")
@@ -168,7 +171,7 @@ def _read_callback_url(report: Report, config: Mapping[str, Any], path: str, *, 
     problem = None if url is None else http_url_problem(url)
     if url is None or problem is None:
         return url
-    if has_scheme(url) or "@" in url:
+    if has_scheme(url) or "@" in url or url.startswith("//"):
         report.error(child(path, key), problem)
     elif enabled:
         message = "is not an absolute http(s) URL; webhooks will not be delivered until it is set"
@@ -199,6 +202,8 @@ def _read_headers(
             report.error(child(path, name), f"must be a string, got {json_type(value)}")
         elif any(char in value for char in "\r\n\0"):
             report.error(child(path, name), "must not contain line breaks or NUL characters")
+        elif (problem := length_problem(value)) is not None:
+            report.error(child(path, name), problem)
         else:
             result[name] = value
     return result

@@ -88,6 +88,18 @@ def warn_unknown(report: Report, obj: Mapping[str, Any], known: Collection[str],
             report.warn(child(path, key), "unknown key; ignored")
 
 
+# Longer than any name, URL, template or credential an instance needs, and short enough that a body
+# of many fields stays far below Kafka's message limit, where the instance is stored.
+MAX_STRING_LENGTH = 8192
+
+
+def length_problem(value: str) -> str | None:
+    """Why `value` is too long to store, or None."""
+    if len(value) <= MAX_STRING_LENGTH:
+        return None
+    return f"must be at most {MAX_STRING_LENGTH:,} characters, got {len(value):,}"
+
+
 def get_string(
     report: Report, obj: Mapping[str, Any], key: str, path: str, *, required: bool = False
 ) -> str | None:
@@ -103,6 +115,9 @@ def get_string(
         return None
     if not value.strip():
         report.error(path, "must not be empty")
+        return None
+    if (problem := length_problem(value)) is not None:
+        report.error(path, problem)
         return None
     return value
 

@@ -30,6 +30,7 @@ from gateway.instances._read import (
     get_string,
     get_zone,
     json_type,
+    length_problem,
     warn_unknown,
 )
 from gateway.instances._resources import read_resources
@@ -185,7 +186,12 @@ def _read_tags(report: Report, root: Mapping[str, Any]) -> tuple[str, ...]:
     if not isinstance(tags, list):
         report.error("$.tags", f"must be an array of strings, got {json_type(tags)}")
         return ()
+    valid = []
     for index, tag in enumerate(tags):
         if not isinstance(tag, str):
             report.error(child("$.tags", index), f"must be a string, got {json_type(tag)}")
-    return tuple(tag for tag in tags if isinstance(tag, str))
+        elif (problem := length_problem(tag)) is not None:
+            report.error(child("$.tags", index), problem)
+        else:
+            valid.append(tag)
+    return tuple(valid)

@@ -11,6 +11,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from gateway.errors import PublishError
+from gateway.kafka.static_members import remove_static_member
 
 _COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
 
@@ -100,6 +101,10 @@ class TopicAdmin:
                     if name == "max.message.bytes" and value is not None:
                         return int(value)
         return None
+
+    async def remove_static_member(self, group_id: str, instance_id: str) -> bool:
+        """Make the static member `instance_id` leave `group_id` now (False: it was no member)."""
+        return await remove_static_member(self._client, group_id, instance_id)
 
     async def ensure(self, name: str, *, partitions: int, compacted: bool = False) -> None:
         if name in self._known:

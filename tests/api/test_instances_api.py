@@ -50,7 +50,9 @@ async def test_an_invalid_body_is_refused_with_every_problem_and_its_path(
     assert "$.element.key" in paths
     assert "$.configuration['event.poller.configuration'].accounts.idField" in paths
     assert "$.configuration['event.poller.refresh_interval']" in paths
-    async with api.post("/instances", data=b"{not json") as response:
+    async with api.post(
+        "/instances", data=b"{not json", headers={"Content-Type": "application/json"}
+    ) as response:
         assert response.status == 400
         assert (await response.json())["errors"][0]["path"] == "$"
 

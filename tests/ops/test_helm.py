@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
+
+from gateway.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "event-gateway"
@@ -141,7 +145,8 @@ def test_pods_run_locked_down(args: tuple[str, ...]) -> None:
         pod = workload["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] == 10001
-        assert pod["automountServiceAccountToken"] is False
+        # No token, but for the pollers that read their StatefulSet when they stop.
+        assert pod["automountServiceAccountToken"] is (workload["kind"] == "StatefulSet" and args == FULL)
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert "emptyDir" in volumes["tmp"]
         for container in pod["containers"]:
@@ -244,6 +249,66 @@ def test_static_membership_names_the_poller_by_its_pod() -> None:
         "fieldRef": {"fieldPath": "metadata.name"}
     }
     assert "GATEWAY_GROUP_INSTANCE_ID" not in _env(_containers(render().one("Deployment"))[0])
+
+
+def _poller_env(rendered: Rendered) -> dict[str, Manifest]:
+    return _env(_containers(rendered.one("StatefulSet"))[0])
+
+
+def test_a_poller_tells_a_scale_down_from_a_restart_by_reading_its_own_statefulset_only() -> None:
+    rendered = render(*FULL)
+    statefulset = rendered.one("StatefulSet")
+    name = statefulset["metadata"]["name"]
+    env = _poller_env(rendered)
+    assert env["GATEWAY_LEAVE_GROUP_ON_SHUTDOWN"]["value"] == "if-scaled-down"
+    assert env["GATEWAY_KUBERNETES_STATEFULSET"]["value"] == name
+    assert statefulset["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+    role = rendered.one("Role")
+    assert role["rules"] == [
+        {"apiGroups": ["apps"], "resources": ["statefulsets"], "resourceNames": [name], "verbs": ["get"]}
+    ]
+    binding = rendered.one("RoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    account = statefulset["spec"]["template"]["spec"]["serviceAccountName"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "apps"}]
+    # What the chart sets is what the gateway accepts, for the pod `<statefulset>-<ordinal>`.
+    variables = {
+        "GATEWAY_GROUP_INSTANCE_ID": f"{name}-2",
+        "GATEWAY_LEAVE_GROUP_ON_SHUTDOWN": env["GATEWAY_LEAVE_GROUP_ON_SHUTDOWN"]["value"],
+        "GATEWAY_KUBERNETES_STATEFULSET": env["GATEWAY_KUBERNETES_STATEFULSET"]["value"],
+    }
+    with mock.patch.dict(os.environ, variables):
+        settings = load_settings()
+    assert (settings.kubernetes_statefulset, settings.group_instance_id) == (name, f"{name}-2")
+
+
+@pytest.mark.parametrize(
+    ("args", "leave"),
+    [
+        (("--set", "poller.leaveGroupOnShutdown=never"), "never"),
+        (("--set", "poller.leaveGroupOnShutdown=always"), "always"),
+        (("--set", "rbac.create=false"), "if-scaled-down"),
+    ],
+    ids=["never", "always", "own-rbac"],
+)
+def test_a_poller_that_does_not_read_its_statefulset_gets_no_role(args: tuple[str, ...], leave: str) -> None:
+    rendered = render(*FULL, *args)
+    env = _poller_env(rendered)
+    assert env["GATEWAY_LEAVE_GROUP_ON_SHUTDOWN"]["value"] == leave
+    assert ("GATEWAY_KUBERNETES_STATEFULSET" in env) is (leave == "if-scaled-down")
+    assert not rendered.of("Role")
+    assert not rendered.of("RoleBinding")
+
+
+def test_without_static_membership_a_poller_leaves_by_itself_and_reads_nothing() -> None:
+    rendered = render(*FULL, "--set", "poller.staticMembership=false")
+    assert not {"GATEWAY_GROUP_INSTANCE_ID", "GATEWAY_LEAVE_GROUP_ON_SHUTDOWN"} & set(_poller_env(rendered))
+    assert not rendered.of("Role")
+    assert not render().of("Role")
 
 
 def _cli_accepts(args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -394,8 +459,18 @@ def test_checkpoint_age_threshold_follows_the_refresh_interval() -> None:
         (["--set", "config.kafka=x"], "kafka"),
         (["--set", "secret.secretKey=too-short"], "secretKey"),
         (["--set", "replicas=3"], "replicas"),
+        (["--set", "config.GATEWAY_LEAVE_GROUP_ON_SHUTDOWN=always"], "GATEWAY_LEAVE_GROUP_ON_SHUTDOWN"),
+        (["--set", "poller.leaveGroupOnShutdown=sometimes"], "leaveGroupOnShutdown"),
     ],
-    ids=["unknown-mode", "secret-in-config", "not-a-setting", "short-key", "unknown-key"],
+    ids=[
+        "unknown-mode",
+        "secret-in-config",
+        "not-a-setting",
+        "short-key",
+        "unknown-key",
+        "per-pod-in-config",
+        "unknown-leave",
+    ],
 )
 def test_the_values_schema_rejects_mistakes(args: list[str], complaint: str) -> None:
     result = _helm("template", "gw", str(CHART), *args)

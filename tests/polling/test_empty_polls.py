@@ -4,6 +4,7 @@ must be committed at once."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import aiohttp
@@ -33,9 +34,15 @@ async def test_empty_polls_commit_nothing_and_the_next_change_is_published_once(
     await create(api, only(seed_instance("2016", simulator), "accounts"))
     await wait_for(lambda: polls(registry, "accounts") >= 1)
     baseline = _committed(registry)  # the first cursor is committed at once
+    baseline_at = time.time()
     assert baseline >= 1
     await wait_for(_after(registry, 3))
     assert _committed(registry) == baseline
+    # The empty polls committed nothing, yet each moved the checkpoint's age: alerts on it work as in
+    # filter mode, where every poll commits.
+    age = registry.get_sample_value("gateway_checkpoint_age_seconds", {"resource": "accounts"})
+    assert age is not None
+    assert age < time.time() - baseline_at
 
     created = insert(simulator, "accounts")
     (event,) = await events(settings, "accounts", expect=1)

@@ -85,12 +85,20 @@ app.kubernetes.io/component: {{ .role }}
 {{- if eq .Values.mode "split" }}api{{ else }}all{{ end }}
 {{- end }}
 
+{{/* Whether the pollers read their StatefulSet when they stop, to tell a scale-down from a restart
+(poller.leaveGroupOnShutdown=if-scaled-down). Takes the root. */}}
+{{- define "event-gateway.pollersReadTheirStatefulSet" -}}
+{{- $poller := .Values.poller }}
+{{- if and (eq .Values.mode "split") $poller.staticMembership (eq $poller.leaveGroupOnShutdown "if-scaled-down") }}true{{ end }}
+{{- end }}
+
 {{/* The pod template of one role. Takes (dict "root" $ "role" ROLE "spec" .Values.ROLE). ---------- */}}
 {{- define "event-gateway.podTemplate" -}}
 {{- $root := .root }}
 {{- $values := $root.Values }}
 {{- $servesApi := or (eq .role "all") (eq .role "api") }}
 {{- $loadsInstances := and (include "event-gateway.hasInstances" $root) $servesApi }}
+{{- $readsStatefulSet := and (eq .role "poller") (include "event-gateway.pollersReadTheirStatefulSet" $root) }}
 metadata:
   labels:
     {{- include "event-gateway.roleSelectorLabels" . | nindent 4 }}
@@ -110,7 +118,8 @@ metadata:
     {{- end }}
 spec:
   serviceAccountName: {{ include "event-gateway.serviceAccountName" $root }}
-  automountServiceAccountToken: false
+  # Only a poller that reads its StatefulSet when it stops calls the Kubernetes API.
+  automountServiceAccountToken: {{ if $readsStatefulSet }}true{{ else }}false{{ end }}
   {{- with $values.imagePullSecrets }}
   imagePullSecrets:
     {{- toYaml . | nindent 4 }}
@@ -155,6 +164,12 @@ spec:
           valueFrom:
             fieldRef:
               fieldPath: metadata.name
+        - name: GATEWAY_LEAVE_GROUP_ON_SHUTDOWN
+          value: {{ .spec.leaveGroupOnShutdown | quote }}
+        {{- if $readsStatefulSet }}
+        - name: GATEWAY_KUBERNETES_STATEFULSET
+          value: {{ include "event-gateway.workloadName" . | quote }}
+        {{- end }}
         {{- end }}
         {{- with .spec.extraEnv }}
         {{- toYaml . | nindent 8 }}
