@@ -123,3 +123,30 @@ async def test_a_record_over_the_topics_limit_fails_every_poll_loudly_and_the_re
     assert "is over the limit of 1048588 bytes" in failure.getMessage()
     assert polls(registry, "accounts", "failed") >= 2
     assert await read_committed(settings.kafka_bootstrap_servers, topic, expect=0, within=1) == []
+
+
+async def test_a_checkpoint_record_over_the_bound_fails_the_poll_before_anything_is_sent(
+    settings: Settings,
+    simulator: Simulator,
+    api: aiohttp.ClientSession,
+    registry: CollectorRegistry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Parts bound the seen-set, not one id: an id field of 1.01 MB (here a text column taken as the id)
+    makes one seen pair larger than any checkpoint record may be. Its event would pass (it compresses),
+    so the gateway's own bound is what stops the poll, naming it."""
+    await create(api, only(seed_instance("earlier", simulator), "accounts", idField="attributes.description"))
+    await wait_for(lambda: polls(registry, "accounts") >= 1)
+    insert(simulator, "accounts", {"description": "x" * 1_010_000})
+    labels = {"resource": "accounts", "record": "checkpoint"}
+    with caplog.at_level(logging.ERROR, logger="gateway.polling.task"):
+        await wait_for(
+            lambda: (registry.get_sample_value("gateway_records_too_large_total", labels) or 0) >= 1
+        )
+    failure = next(
+        r for r in caplog.records if r.levelno == logging.ERROR and r.getMessage().startswith("poll failed")
+    )
+    assert (failure.topic, failure.limit) == (f"{settings.state_topic_prefix}.checkpoints", 1_000_000)  # type: ignore[attr-defined]
+    assert failure.size > 1_010_000  # type: ignore[attr-defined]
+    topic = f"{settings.topic_prefix}.crm.accounts"
+    assert await read_committed(settings.kafka_bootstrap_servers, topic, expect=0, within=1) == []
