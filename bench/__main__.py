@@ -16,16 +16,17 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import delivery, fencing, idle, ingest, latency, profile
+from bench import delivery, fencing, idle, ingest, latency, profile, window
 from bench._profiler import Kind
 from bench._report import Result, table, write
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BENCHMARKS = ("ingest", "delivery", "latency", "idle", "fencing", "profile")
+BENCHMARKS = ("ingest", "window", "delivery", "latency", "idle", "fencing", "profile")
 
 
 def _runners(quick: bool, profiler: Kind | None) -> dict[str, Callable[[str, Path], Awaitable[Result]]]:
     ingest_config = ingest.IngestConfig(records=50_000 if quick else 200_000)
+    window_config = window.WindowConfig(records=20_000 if quick else 100_000)
     delivery_config = delivery.DeliveryConfig(events=10_000 if quick else 50_000)
     latency_config = latency.LatencyConfig(
         warmup_seconds=5.0 if quick else 10.0, measure_seconds=10.0 if quick else 30.0
@@ -37,6 +38,7 @@ def _runners(quick: bool, profiler: Kind | None) -> dict[str, Callable[[str, Pat
     profile_config = profile.ProfileConfig(ingest=ingest_config, delivery=delivery_config, kind=profiler)
     return {
         "ingest": lambda bootstrap, logs: ingest.run(ingest_config, bootstrap=bootstrap, log_dir=logs),
+        "window": lambda bootstrap, logs: window.run(window_config, bootstrap=bootstrap, log_dir=logs),
         "delivery": lambda bootstrap, logs: delivery.run(delivery_config, bootstrap=bootstrap, log_dir=logs),
         "latency": lambda bootstrap, logs: latency.run(latency_config, bootstrap=bootstrap, log_dir=logs),
         "idle": lambda bootstrap, logs: idle.run(idle_config, bootstrap=bootstrap, log_dir=logs),

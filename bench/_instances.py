@@ -11,6 +11,7 @@ from gateway.sim import DEMO_USERS
 
 RESOURCES = ("accounts", "contacts", "opportunities", "leads", "tasks", "notes", "activities")
 SIGNATURE_KEY = "bench-signature-key-0123456789abcdef"
+_FILTER_URL = "/hubs/crm/{}?where=modifiedon >'${{gmtDate:yyyy-MM-dd'T'HH:mm:ss'Z'}}'"
 _DATES = {
     "updatedDateField": "attributes.modifiedon",
     "updatedDateFormat": "milliseconds",
@@ -28,13 +29,17 @@ def instance_body(
     snapshot: bool = False,
     page_size: int = 5000,
     callback_url: str | None = None,
+    filtered: bool = False,
 ) -> dict[str, Any]:
-    """A change-tracking instance (the seed's "Dynamics 2016 and later") polling `resources`."""
+    """A change-tracking instance (the seed's "Dynamics 2016 and later") polling `resources`, or with
+    `filtered` one filtering on `modifiedon` (the seed's "earlier" versions)."""
     user, password = next(iter(DEMO_USERS.items()))
     poller: dict[str, Any] = {}
     for resource in resources:
         config: dict[str, Any] = {
-            "url": f"/hubs/crm/{resource}?where=fetchChanges='true'",
+            "url": _FILTER_URL.format(resource)
+            if filtered
+            else f"/hubs/crm/{resource}?where=fetchChanges='true'",
             "idField": "id",
             "pageSize": page_size,
             "datesConfiguration": dict(_DATES),

@@ -50,7 +50,7 @@ async def run(
         return await _run(config, bootstrap=bootstrap, log_dir=log_dir, prefix=prefix, profile=profile)
 
 
-async def _baseline(
+async def produce_baseline(
     config: IngestConfig, *, bootstrap: str, log_dir: Path, topic: str, run: int
 ) -> dict[str, Any]:
     out = log_dir / f"ingest-baseline-{run}.json"
@@ -85,7 +85,7 @@ async def _run(
     event_topic, baseline_topics = f"{prefix}.crm.accounts", [f"{prefix}.baseline-1", f"{prefix}.baseline-2"]
     await create_topics(bootstrap, [event_topic, *baseline_topics], partitions=partitions)
     baselines = [
-        await _baseline(config, bootstrap=bootstrap, log_dir=log_dir, topic=baseline_topics[0], run=1)
+        await produce_baseline(config, bootstrap=bootstrap, log_dir=log_dir, topic=baseline_topics[0], run=1)
     ]
 
     sim_port = free_port()
@@ -140,7 +140,7 @@ async def _run(
             )
             metrics = await gateway.metrics()
     baselines.append(
-        await _baseline(config, bootstrap=bootstrap, log_dir=log_dir, topic=baseline_topics[1], run=2)
+        await produce_baseline(config, bootstrap=bootstrap, log_dir=log_dir, topic=baseline_topics[1], run=2)
     )
     seen, distinct = await count_committed(bootstrap, event_topic, expect=count, within=120)
     if seen != count or distinct != count:

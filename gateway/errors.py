@@ -14,6 +14,7 @@ GatewayError
  │    ├── SourceRequestError      4xx other than 401/429 (not retriable)
  │    └── SourceResponseError     malformed JSON, a body of the wrong shape (not retriable)
  ├── PublishError                 Kafka produce or transaction failures
+ │    └── RecordTooLarge          a record over the producer's or the broker's size limit (not retriable)
  ├── TaskCrashed                  a task the process cannot work without ended by itself; carries its name
  └── DeliveryError                webhook delivery failures (retriable unless noted)
       ├── CallbackRefused         the callback's address is one we must not reach (not retriable)
@@ -109,6 +110,35 @@ class SourceResponseError(SourceError):
 
 class PublishError(GatewayError):
     retriable = True
+
+
+class RecordTooLarge(PublishError):
+    """A record, or the batch that holds it, is over a size limit: a retry would fail the same way.
+
+    `size` and `limit` are in bytes: the record's against the producer's max_request_size or the
+    gateway's own bound, or a batch's against the topic's max.message.bytes; `limit` is None when the
+    broker's could not be read. `resource` names what wrote it, once known.
+    """
+
+    retriable = False
+
+    def __init__(self, *, topic: str, size: int, limit: int | None, resource: str | None = None) -> None:
+        self.topic = topic
+        self.size = size
+        self.limit = limit
+        self.resource = resource
+        writer = f"resource {resource!r}: " if resource is not None else ""
+        bound = f"the limit of {limit} bytes" if limit is not None else "the broker's max.message.bytes"
+        super().__init__(f"{writer}a record of {size} bytes for topic {topic!r} is over {bound}")
+
+    def of(self, resource: str, *, limit: int | None) -> RecordTooLarge:
+        """The same error, naming the resource that wrote it and, if it was not known, the limit."""
+        return RecordTooLarge(
+            topic=self.topic,
+            size=self.size,
+            limit=self.limit if self.limit is not None else limit,
+            resource=resource,
+        )
 
 
 class TaskCrashed(GatewayError):

@@ -140,6 +140,13 @@ class PollingMetrics:
             ["object_type", "event_type"],
             registry=registry,
         )
+        self.records_too_large = Counter(
+            "gateway_records_too_large_total",
+            "Polls that failed because a record they wrote (record: event, checkpoint) was over a size "
+            "limit. Retrying cannot help: the resource makes no progress until the cause is fixed.",
+            ["resource", "record"],
+            registry=registry,
+        )
         self.checkpoint_ages = CheckpointAges(per_instance=per_instance)
         registry.register(self.checkpoint_ages)
         self.pollers_running = Gauge("gateway_pollers_running", "Poller tasks running.", registry=registry)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -85,6 +86,21 @@ class TopicAdmin:
                 GroupMember(client_id=client_id, host=host, partitions=tuple(sorted(partitions)))
             )
         return GroupDescription(state=state, members=tuple(sorted(described, key=lambda m: m.client_id)))
+
+    async def max_message_bytes(self, topic: str) -> int | None:
+        """The topic's `max.message.bytes`, the largest batch its brokers take; None if they do not say.
+        Asked only to explain a refusal, so that no poll pays for it."""
+        wanted = ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})
+        try:
+            responses = await self._client.describe_configs([wanted])
+        except KafkaError:
+            return None
+        for response in responses:
+            for _code, _message, _type, _name, entries, *_rest in response.resources:
+                for name, value, *_flags in entries:
+                    if name == "max.message.bytes" and value is not None:
+                        return int(value)
+        return None
 
     async def remove_static_member(self, group_id: str, instance_id: str) -> bool:
         """Make the static member `instance_id` leave `group_id` now (False: it was no member)."""

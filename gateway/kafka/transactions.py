@@ -17,6 +17,7 @@ import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
 from typing import Any
@@ -26,7 +27,7 @@ from aiokafka.errors import IllegalOperation, KafkaError, MessageSizeTooLargeErr
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from prometheus_client import Histogram
 
-from gateway.errors import PublishError
+from gateway.errors import PublishError, RecordTooLarge
 from gateway.metrics import KafkaMetrics
 
 Headers = Sequence[tuple[str, bytes]]
@@ -44,14 +45,18 @@ class Transaction:
     """Collects sends of one open transaction; their futures are awaited before the commit.
 
     The produce latency is sampled on the first send only: one callback per transaction, none per record.
+    A record over a size limit, the producer's or the broker's, fails the transaction with RecordTooLarge.
     """
 
     def __init__(self, producer: AIOKafkaProducer, latency: Histogram | None = None) -> None:
         self._producer = producer
-        self._pending: list[asyncio.Future[object]] = []
+        self._pending: list[_Pending] = []
         self._latency = latency
         self._batches: dict[tuple[str, int], Any] = {}  # send_many's open BatchBuilders
         self._partitions: dict[str, list[int]] = {}
+        # The broker refused a batch: the idempotent producer counted its sequence numbers anyway, and
+        # its next transaction would fail with OutOfOrderSequenceNumber (seen with aiokafka 0.14).
+        self._refused = False
 
     async def send(
         self,
@@ -67,12 +72,18 @@ class Transaction:
         sampled = self._latency
         self._latency = None
         started = time.perf_counter() if sampled is not None else 0.0
-        future = await self._producer.send(
-            topic, value=value, key=key, headers=list(headers) if headers else None, partition=partition
-        )
+        listed = list(headers) if headers else None
+        try:
+            future = await self._producer.send(
+                topic, value=value, key=key, headers=listed, partition=partition
+            )
+        except MessageSizeTooLargeError as exc:
+            raise RecordTooLarge(
+                topic=topic, size=_size(key, value, listed), limit=_MAX_REQUEST_BYTES
+            ) from exc
         if sampled is not None:
             future.add_done_callback(partial(_observe_ack, sampled, started))
-        self._pending.append(future)
+        self._pending.append(_Pending(future, topic, len(key or b"") + len(value or b"")))
 
     async def send_many(self, topic: str, records: Iterable[Record]) -> None:
         """Send keyed records `(key, value, headers)`, each to the partition the default partitioner
@@ -87,7 +98,7 @@ class Transaction:
         producer = self._producer
         for key, value, headers in records:
             if len(key) + len(value) > _LARGE_RECORD:
-                _check_size(key, value, headers)
+                _check_size(topic, key, value, headers)
             partition = partitions[(_murmur2(key) & 0x7FFFFFFF) % count]
             batch = batches.get((topic, partition))
             if batch is None:
@@ -100,13 +111,14 @@ class Transaction:
 
     async def _submit(self, topic: str, partition: int, batch: Any) -> None:
         batch.close()  # a closed batch is sent without lingering
+        size = batch.size()
         sampled = self._latency
         self._latency = None
         started = time.perf_counter() if sampled is not None else 0.0
         future = await self._producer.send_batch(batch, topic, partition=partition)
         if sampled is not None:
             future.add_done_callback(partial(_observe_ack, sampled, started))
-        self._pending.append(future)
+        self._pending.append(_Pending(future, topic, size))
 
     async def _flush(self) -> None:
         batches, self._batches = self._batches, {}
@@ -119,14 +131,22 @@ class Transaction:
 
     async def _delivered(self) -> None:
         await self._flush()
-        if self._pending:
-            await asyncio.gather(*self._pending)
-            self._pending.clear()
+        if not self._pending:
+            return
+        outcomes = await asyncio.gather(*(p.future for p in self._pending), return_exceptions=True)
+        for pending, outcome in zip(self._pending, outcomes, strict=True):
+            if isinstance(outcome, MessageSizeTooLargeError):  # the broker's max.message.bytes
+                self._refused = True
+                raise RecordTooLarge(topic=pending.topic, size=pending.size, limit=None) from outcome
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        self._pending.clear()
 
     def _discard(self) -> None:
         # The transaction is being aborted: its sends' outcomes no longer matter, but must be retrieved.
         self._batches.clear()
-        for future in self._pending:
+        for future in (p.future for p in self._pending):
             if future.done() and not future.cancelled():
                 future.exception()
             else:
@@ -143,13 +163,24 @@ _M = 0x5BD1E995
 _WORDS = [struct.Struct(f"<{n}I") for n in range(64)]
 
 
-def _check_size(key: bytes, value: bytes, headers: Headers) -> None:
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A send awaited before the commit: a record, or a batch of `send_many`, of `size` bytes."""
+
+    future: asyncio.Future[object]
+    topic: str
+    size: int
+
+
+def _size(key: bytes | None, value: bytes | None, headers: Headers | None) -> int:
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers or ())))
+
+
+def _check_size(topic: str, key: bytes, value: bytes, headers: Headers) -> None:
     """What `AIOKafkaProducer.send` checks before it queues a record."""
-    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers))
+    size = _size(key, value, headers)
     if size > _MAX_REQUEST_BYTES:
-        raise MessageSizeTooLargeError(
-            f"The message is {size} bytes when serialized, more than max_request_size {_MAX_REQUEST_BYTES}"
-        )
+        raise RecordTooLarge(topic=topic, size=size, limit=_MAX_REQUEST_BYTES)
 
 
 def _murmur2(data: bytes) -> int:
@@ -291,6 +322,7 @@ class TransactionalWriter:
                 await self._abort_quietly(
                     patience=_ABORT_PATIENCE_SECONDS if isinstance(exc, asyncio.CancelledError) else None
                 )
+                self._broken = self._broken or txn._refused
                 self._metrics.transactions.labels("aborted").inc()
                 # IllegalOperation (not a KafkaError): a send after the producer turned fatal mid-transaction.
                 if isinstance(exc, KafkaError | IllegalOperation):

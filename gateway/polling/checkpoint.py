@@ -2,7 +2,8 @@
 
 Filter-mode polls ask for records updated after `watermark - overlap`. Records inside that window
 may come back on the next poll, so the (id, updated) pairs already published there are kept in the
-checkpoint and skipped. That covers records sharing the boundary timestamp, records committed late
+checkpoint and skipped (`polling/stored.py` keeps any number of them in records of bounded size).
+That covers records sharing the boundary timestamp, records committed late
 (up to `overlap` behind the newest one seen) and a source clock that drifts by up to `overlap`.
 """
 
@@ -10,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-import orjson
 
 from gateway.errors import ConfigError
 
@@ -43,32 +42,6 @@ class Checkpoint:
         """Records updated at or before this instant were published, or are too late to take."""
         base = self.watermark_ms if self.watermark_ms is not None else self.started_ms
         return base - overlap_ms
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "v": 1,
-                "started_ms": self.started_ms,
-                "url": self.url,
-                "watermark_ms": self.watermark_ms,
-                "cursor": self.cursor,
-                "seen": sorted(self.seen),
-            }
-        )
-
-    @classmethod
-    def from_json(cls, data: bytes) -> Checkpoint:
-        try:
-            doc = orjson.loads(data)
-            return cls(
-                started_ms=int(doc["started_ms"]),
-                url=str(doc["url"]),
-                watermark_ms=None if doc["watermark_ms"] is None else int(doc["watermark_ms"]),
-                cursor=doc["cursor"],
-                seen=frozenset((str(i), int(t)) for i, t in doc["seen"]),
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"unreadable checkpoint: {exc}") from exc
 
 
 @dataclass(slots=True)

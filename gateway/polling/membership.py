@@ -54,7 +54,7 @@ from gateway.kafka.compacted import read_table
 from gateway.kafka.topics import TopicAdmin
 from gateway.kafka.transactions import TransactionalWriter
 from gateway.metrics import ConsumerLag, PollingMetrics
-from gateway.polling.checkpoint import Checkpoint
+from gateway.polling.stored import load_checkpoints
 from gateway.polling.supervisor import PollerSupervisor
 from gateway.tasks import VitalTask, Watchdog
 
@@ -187,7 +187,7 @@ class PollerMembership:
             raw = await read_table(
                 self._config.bootstrap_servers, self._config.checkpoints_topic, [partition]
             )
-            checkpoints = {key: Checkpoint.from_json(value) for key, value in raw.items()}
+            checkpoints = load_checkpoints(raw)
             end = (await self._consumer.end_offsets([tp]))[tp]
             await self._consumer.seek_to_beginning(tp)
         except BaseException:

@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, RecordTooLarge
 from gateway.events import EventEncoder, Mode
 from gateway.instances.model import Instance, ResourceConfig
 from gateway.kafka.topics import TopicAdmin, TopicNames
@@ -22,6 +22,7 @@ from gateway.metrics import PollingMetrics
 from gateway.polling.changes import Change, ChangeReader, Skipped, deleted
 from gateway.polling.checkpoint import Checkpoint, WindowFilter
 from gateway.polling.status import PollReport, PollStatus
+from gateway.polling.stored import MAX_RECORD_BYTES, StoredRecord, checkpoint_records, stored_parts
 from gateway.sources.base import FetchRequest, Source, SourcePage
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,12 @@ class ResourcePoller:
         self._checkpoint = checkpoint  # where the next poll starts
         self._stored = checkpoint  # the last one committed to Kafka, where a successor would start
         self._stored_at = -math.inf  # when, by the clock; unknown for one read at start
+        # How many records hold the stored checkpoint: a smaller one tombstones the rest.
+        self._stored_parts = (
+            1
+            if checkpoint is None
+            else stored_parts(checkpoint_records(placement.checkpoint_key, checkpoint))
+        )
         self._overlap_ms = int(overlap_seconds * 1000)
         self._topic_partitions = topic_partitions
         self._metrics = metrics
@@ -148,6 +155,10 @@ class ResourcePoller:
         started_at, started = self._clock(), time.perf_counter()
         try:
             outcome = await self.poll_once()
+        except RecordTooLarge as exc:
+            self._too_large(exc)
+            self._report(started_at, started, error=str(exc))
+            return None
         except GatewayError as exc:
             self._metrics.polls.labels(self.resource.name, "failed").inc()
             logger.warning(
@@ -182,26 +193,51 @@ class ResourcePoller:
         )
         self._status.record(self.instance.id, self.resource.name, report)
 
+    def _too_large(self, exc: RecordTooLarge) -> None:
+        """Counted and logged as an error: the next polls fail the same way, so an operator must act."""
+        record = "checkpoint" if exc.topic == self._topics.checkpoints else "event"
+        self._metrics.polls.labels(self.resource.name, "failed").inc()
+        self._metrics.records_too_large.labels(self.resource.name, record).inc()
+        logger.error(
+            "poll failed: %s",
+            exc,
+            extra={
+                "instance_id": self.instance.id,
+                "resource": self.resource.name,
+                "error": type(exc).__name__,
+                "topic": exc.topic,
+                "size": exc.size,
+                "limit": exc.limit,
+            },
+        )
+
     async def poll_once(self) -> PollOutcome:
         started = time.perf_counter()
         started_at = self._clock()
         checkpoint = self._current_checkpoint()
-        stored = False
-        async with self._limiter, AsyncExitStack() as stack:
-            txn = _LazyTransaction(self._writer, stack)
-            outcome = await self._drain(checkpoint, txn)
-            if self._must_store(outcome.checkpoint, published=txn.begun, now=started_at):
-                await (await txn.get()).send(
-                    self._topics.checkpoints,
-                    key=self._placement.checkpoint_key.encode(),
-                    value=outcome.checkpoint.to_json(),
-                    partition=self._placement.state_partition,
-                )
-                stored = True
+        stored: list[StoredRecord] = []
+        try:
+            async with self._limiter, AsyncExitStack() as stack:
+                txn = _LazyTransaction(self._writer, stack)
+                outcome = await self._drain(checkpoint, txn)
+                if self._must_store(outcome.checkpoint, published=txn.begun, now=started_at):
+                    stored = self._checkpoint_records(outcome.checkpoint)
+                    opened = await txn.get()
+                    for key, value in stored:
+                        await opened.send(
+                            self._topics.checkpoints,
+                            key=key.encode(),
+                            value=value,
+                            partition=self._placement.state_partition,
+                        )
+        except RecordTooLarge as exc:
+            limit = exc.limit if exc.limit is not None else await self._admin.max_message_bytes(exc.topic)
+            raise exc.of(self.resource.name, limit=limit) from exc
         # Only a poll that completed (and committed, if it wrote) moves the checkpoint in memory.
         self._checkpoint = outcome.checkpoint
         if stored:
             self._stored, self._stored_at = outcome.checkpoint, started_at
+            self._stored_parts = stored_parts(stored)
         self._committed_at = started_at
         for (object_type, event_type), count in outcome.published.items():
             self._metrics.events_published.labels(object_type, event_type).inc(count)
@@ -224,6 +260,14 @@ class ResourcePoller:
         if replace(after, cursor=stored.cursor) != stored:
             return True
         return now - self._stored_at >= _CURSOR_STORE_SECONDS
+
+    def _checkpoint_records(self, checkpoint: Checkpoint) -> list[StoredRecord]:
+        records = checkpoint_records(self._placement.checkpoint_key, checkpoint, replaces=self._stored_parts)
+        for key, value in records:
+            size = len(key) + len(value or b"")
+            if size > MAX_RECORD_BYTES:  # a huge id, URL or cursor: parts cannot bound that
+                raise RecordTooLarge(topic=self._topics.checkpoints, size=size, limit=MAX_RECORD_BYTES)
+        return records
 
     def _current_checkpoint(self) -> Checkpoint:
         template = self.resource.url.source

@@ -131,11 +131,14 @@ class _Admin:
 
     @_answers_errors
     async def post_bulk(self, request: web.Request) -> web.Response:
-        count = (await _read_object(request)).get("count")
+        body = await _read_object(request)
+        count, within = body.get("count"), body.get("withinSeconds")
         if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= MAX_BULK:
             raise ServiceError(400, INVALID_ARGUMENT, f"count must be an integer from 1 to {MAX_BULK}.")
+        if within is not None and (not isinstance(within, int) or isinstance(within, bool) or within < 0):
+            raise ServiceError(400, INVALID_ARGUMENT, "withinSeconds must be an integer from 0.")
         table = self._sim.state.table(request.match_info["entity_set"])
-        self._sim.state.bulk_load(table.spec.entity_set, count)
+        self._sim.state.bulk_load(table.spec.entity_set, count, within_seconds=within)
         return _json({"count": len(table.rows), "version": table.version})
 
     async def get_generator(self, request: web.Request) -> web.Response:

@@ -117,14 +117,18 @@ class DataverseState:
         table.version += 1
         table.tombstones.append((table.version, key))
 
-    def bulk_load(self, entity_set: str, count: int) -> None:
-        """Add `count` rows quickly, created and modified at times spread over the last 90 days.
+    def bulk_load(self, entity_set: str, count: int, *, within_seconds: int | None = None) -> None:
+        """Add `count` rows quickly, created and modified at times spread over the last 90 days, or
+        created and modified at once within the last `within_seconds` (0: all in the current second),
+        as a bulk import does.
 
         The rows copy a few hundred pre-generated ones and differ in key and timestamps, which
         keeps 200,000 rows of about 1 KB within a few seconds.
         """
         if count < 0:
             raise ValueError(f"cannot load {count} rows")
+        if within_seconds is not None and within_seconds < 0:
+            raise ValueError(f"cannot load rows within {within_seconds} seconds")
         table = self.table(entity_set)
         spec = table.spec
         templates = self._templates.get(entity_set)
@@ -134,8 +138,11 @@ class DataverseState:
         now = int(self._stamp_clock().timestamp())
         new_keys: list[tuple[str, str]] = []
         for index in range(count):
-            created = now - rng.randrange(_BULK_SPAN_SECONDS)
-            modified = created + rng.randrange(now - created + 1)
+            if within_seconds is None:
+                created = now - rng.randrange(_BULK_SPAN_SECONDS)
+                modified = created + rng.randrange(now - created + 1)
+            else:
+                created = modified = now - rng.randrange(within_seconds + 1)
             key = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             modifiedon = time.strftime(TIMESTAMP_FORMAT, time.gmtime(modified))
             version = table.version + index + 1

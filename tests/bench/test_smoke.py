@@ -1,7 +1,7 @@
 """Every benchmark of `make bench` at a tiny size, so that none rots while it runs outside `make test`.
 
 They say nothing about speed: they check that each one starts its processes, measures, and reports a
-result of the expected shape with a positive rate. The six run at once, to stay within seconds.
+result of the expected shape with a positive rate. The seven run at once, to stay within seconds.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from bench import delivery, fencing, idle, ingest, latency, profile
+from bench import delivery, fencing, idle, ingest, latency, profile, window
 from bench._report import Result, table
 
 KEYS = {"name", "rate", "unit", "baseline", "ratio", "checks", "pass", "details", "config", "notes"}
@@ -37,6 +37,11 @@ def _document(result: Result | BaseException, name: str, *, baseline: bool) -> d
 async def test_every_benchmark_runs_at_a_tiny_size(kafka_bootstrap: str, tmp_path: Path) -> None:
     runs = {
         "ingest": ingest.run(_INGEST, bootstrap=kafka_bootstrap, log_dir=tmp_path),
+        "window": window.run(
+            window.WindowConfig(records=300, page_size=100, state_partitions=1, max_seconds=30),
+            bootstrap=kafka_bootstrap,
+            log_dir=tmp_path,
+        ),
         "delivery": delivery.run(_DELIVERY, bootstrap=kafka_bootstrap, log_dir=tmp_path),
         "latency": latency.run(
             latency.LatencyConfig(rate=50, warmup_seconds=1, measure_seconds=2, state_partitions=1),
@@ -64,6 +69,11 @@ async def test_every_benchmark_runs_at_a_tiny_size(kafka_bootstrap: str, tmp_pat
     ingested = _document(results["ingest"], "ingest", baseline=True)
     assert ingested["details"]["committed_events_read"] == 300
     assert [check["label"] for check in ingested["checks"]] == ["events/s", "ratio to baseline"]
+
+    windowed = _document(results["window"], "window", baseline=True)
+    assert windowed["details"]["committed_events_read"] == 300
+    assert windowed["details"]["checkpoint_records"] == 1  # 300 pairs fit in one record
+    assert windowed["details"]["skipping_poll_seconds"] > 0
 
     delivered = _document(results["delivery"], "delivery", baseline=True)
     assert delivered["details"]["requests_received"] >= 100

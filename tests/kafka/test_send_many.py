@@ -3,15 +3,17 @@ with the transaction's other sends, committed or aborted with the transaction.""
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 
 import pytest
+from aiokafka.admin import NewTopic
 from aiokafka.partitioner import murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from gateway.errors import PublishError
+from gateway.errors import RecordTooLarge
 from gateway.kafka.topics import TopicAdmin
 from gateway.kafka.transactions import Record, TransactionalWriter, _murmur2
 from gateway.metrics import KafkaMetrics
@@ -98,12 +100,62 @@ async def test_an_aborted_transaction_sends_none_of_its_batches(
     assert [r.value for r in await read_committed(kafka_bootstrap, topic, expect=1)] == [b"kept"]
 
 
+async def _send_many(writer: TransactionalWriter, topic: str, value: bytes) -> None:
+    async with writer.transaction() as txn:
+        await txn.send_many(topic, [(b"k", value, [])])
+
+
+async def _send(writer: TransactionalWriter, topic: str, value: bytes) -> None:
+    async with writer.transaction() as txn:
+        await txn.send(topic, key=b"k", value=value)
+
+
 async def test_a_record_larger_than_a_request_fails_the_transaction(
     kafka_bootstrap: str, unique: str, registry: CollectorRegistry
 ) -> None:
     topic = f"test.many-large.{unique}"
     await _topics(kafka_bootstrap, topic)
     async with _writer(kafka_bootstrap, unique, registry) as writer:
-        with pytest.raises(PublishError, match="max_request_size"):
-            async with writer.transaction() as txn:
-                await txn.send_many(topic, [(b"k", b"x" * (5 * 1024 * 1024), [])])
+        for send in (_send_many, _send):
+            with pytest.raises(
+                RecordTooLarge, match=f"for topic '{topic}' is over the limit of 4194304"
+            ) as caught:
+                await send(writer, topic, b"x" * (5 * 1024 * 1024))
+            assert (caught.value.topic, caught.value.limit, caught.value.retriable) == (
+                topic,
+                4 * 1024 * 1024,
+                False,
+            )
+            assert caught.value.size > 5 * 1024 * 1024
+        async with writer.transaction() as txn:  # the writer goes on
+            await txn.send_many(topic, [(b"k", b"small", [])])
+    assert [r.value for r in await read_committed(kafka_bootstrap, topic, expect=1)] == [b"small"]
+
+
+async def test_a_batch_the_broker_refuses_as_too_large_fails_with_the_topic_size_and_limit(
+    kafka_bootstrap: str, unique: str, registry: CollectorRegistry
+) -> None:
+    """Under the producer's 4 MiB, over the topic's max.message.bytes: the broker refuses it at the commit."""
+    topic = f"test.many-refused.{unique}"
+    async with TopicAdmin(bootstrap_servers=kafka_bootstrap, replication_factor=1) as admin:
+        await admin._client.create_topics(
+            [
+                NewTopic(
+                    topic,
+                    num_partitions=1,
+                    replication_factor=1,
+                    topic_configs={"max.message.bytes": "20000"},
+                )
+            ]
+        )
+        assert await admin.max_message_bytes(topic) == 20_000
+    incompressible = os.urandom(60_000)
+    async with _writer(kafka_bootstrap, unique, registry) as writer:
+        for send in (_send_many, _send):
+            with pytest.raises(RecordTooLarge, match=r"over the broker's max\.message\.bytes") as caught:
+                await send(writer, topic, incompressible)
+            assert (caught.value.topic, caught.value.limit) == (topic, None)
+            assert caught.value.size >= 60_000
+        async with writer.transaction() as txn:
+            await txn.send(topic, key=b"k", value=b"small")
+    assert [r.value for r in await read_committed(kafka_bootstrap, topic, expect=1)] == [b"small"]

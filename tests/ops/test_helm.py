@@ -428,6 +428,7 @@ def test_the_prometheusrule_alerts_on_what_an_operator_must_act_on() -> None:
     expected = {
         "EventGatewayDeadLetters": "increase(gateway_delivery_dead_letters_total{",
         "EventGatewayCheckpointStale": "gateway_checkpoint_age_seconds{",
+        "EventGatewayRecordTooLarge": "increase(gateway_records_too_large_total{",
         "EventGatewayConsumerLag": "gateway_kafka_consumer_lag{",
         "EventGatewayCircuitOpen": "gateway_delivery_open_circuits{",
         "EventGatewayDown": "up{",
@@ -442,6 +443,9 @@ def test_the_prometheusrule_alerts_on_what_an_operator_must_act_on() -> None:
     assert alerts["EventGatewayDeadLetters"]["expr"].endswith("[15m]) > 0")
     assert alerts["EventGatewayCheckpointStale"]["expr"].endswith("> 900"), "3 x 300 s by default"
     assert "{{ $labels.resource }}" in alerts["EventGatewayCheckpointStale"]["annotations"]["description"]
+    assert alerts["EventGatewayRecordTooLarge"]["expr"].endswith("[15m]) > 0")
+    assert alerts["EventGatewayRecordTooLarge"]["labels"]["severity"] == "critical"
+    assert "{{ $labels.resource }}" in alerts["EventGatewayRecordTooLarge"]["annotations"]["description"]
 
 
 def test_checkpoint_age_threshold_follows_the_refresh_interval() -> None:

@@ -65,6 +65,8 @@ async def test_records_are_created_upserted_patched_and_deleted(
         ("PATCH", "tables/contacts/records/6f0c5a52-1d3b-4e6e-8a7c-2b9d0e1f2a3b", {}, 404, "0x80040217"),
         ("DELETE", "tables/contacts/records/6f0c5a52-1d3b-4e6e-8a7c-2b9d0e1f2a3b", None, 404, "0x80040217"),
         ("POST", "tables/contacts/bulk", {"count": 0}, 400, "0x80040203"),
+        ("POST", "tables/contacts/bulk", {"count": 1, "withinSeconds": -1}, 400, "0x80040203"),
+        ("POST", "tables/contacts/bulk", {"count": 1, "withinSeconds": "5"}, 400, "0x80040203"),
         ("POST", "generator", {"rate": -1}, 400, "0x80040203"),
         ("POST", "generator", {"rate": 1, "tables": ["widgets"]}, 404, "0x80060888"),
     ],
@@ -152,3 +154,27 @@ async def test_request_log_records_and_clears(
     assert log[2]["status"] == 404
     await call(http, "DELETE", f"{sim.base_url}/_sim/requests", status=204)
     assert (await call(http, "GET", f"{sim.base_url}/_sim/requests"))["value"] == []
+
+
+async def test_a_bulk_load_within_some_seconds_stamps_every_row_there(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
+    """A bulk import: every row created and modified in the last `within_seconds`, the bound included."""
+    body = {"count": 3, "withinSeconds": 0}
+    assert await call(http, "POST", f"{sim.base_url}/_sim/tables/leads/bulk", body) == {
+        "count": 3,
+        "version": 3,
+    }
+    assert {row["modifiedon"] for row in sim.state.tables["leads"].rows.values()} == {"2026-01-01T00:00:00Z"}
+    sim.state.bulk_load("accounts", 2000, within_seconds=4)
+    sim.state.bulk_load("contacts", 50, within_seconds=0)
+    accounts = sim.state.tables["accounts"].rows.values()
+    assert {row["modifiedon"] for row in accounts} == {
+        f"2025-12-31T23:59:{second}Z" for second in (56, 57, 58, 59)
+    } | {"2026-01-01T00:00:00Z"}
+    assert all(row["createdon"] == row["modifiedon"] for row in accounts)
+    assert {row["modifiedon"] for row in sim.state.tables["contacts"].rows.values()} == {
+        "2026-01-01T00:00:00Z"
+    }
+    with pytest.raises(ValueError, match="within -1 seconds"):
+        sim.state.bulk_load("accounts", 1, within_seconds=-1)
