@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv demo test lint format kafka-up kafka-down bench clean
+.PHONY: help venv demo test lint format kafka-up kafka-down bench soak clean browser
 
 help:
 	@echo "make demo        run the whole pipeline locally (Kafka, Dynamics simulator, gateway, sample receiver)"
@@ -13,7 +13,9 @@ help:
 	@echo "make lint        ruff check, ruff format --check, mypy --strict"
 	@echo "make format      ruff check --fix, ruff format: what make lint asks for"
 	@echo "make bench       the benchmarks of bench/, as ratios to a baseline of the same run"
+	@echo "make soak        20 minutes at 200 changes/s through SIGKILLs and a broker restart (SOAK_ARGS)"
 	@echo "make helm-check  helm lint, render and kubeconform the chart, then its tests (builds the tools once)"
+	@echo "make browser     install Debian's chromium for the console's browser tests (root, apt-get)"
 	@echo "make kafka-up    start a single-node Kafka on localhost:9092"
 	@echo "make kafka-down  stop it"
 
@@ -34,7 +36,20 @@ kafka-up:
 kafka-down:
 	@.ci/kafka.sh down
 
-test: $(STAMP) kafka-up
+# The console's browser tests drive Debian's chromium through Playwright (its own browser download is
+# not reachable). Installed once; where it cannot be (not root, no apt-get), those tests skip and say why.
+CHROMIUM := /usr/bin/chromium
+
+browser:
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	    || echo "make browser: installing chromium failed; the browser tests will skip"; \
+	else \
+	  echo "make browser: $(CHROMIUM) is missing and needs root and apt-get; the browser tests will skip"; \
+	fi
+
+test: $(STAMP) kafka-up browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -88,3 +103,7 @@ bench: $(STAMP) kafka-up
 	$(BIN)/ruff format --check bench tests/bench
 	$(BIN)/mypy bench tests/bench
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Its own broker on free ports, so that the restart inside it leaves :9092 alone.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)

@@ -16,12 +16,12 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import delivery, idle, ingest, latency, profile
+from bench import delivery, fencing, idle, ingest, latency, profile
 from bench._profiler import Kind
 from bench._report import Result, table, write
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BENCHMARKS = ("ingest", "delivery", "latency", "idle", "profile")
+BENCHMARKS = ("ingest", "delivery", "latency", "idle", "fencing", "profile")
 
 
 def _runners(quick: bool, profiler: Kind | None) -> dict[str, Callable[[str, Path], Awaitable[Result]]]:
@@ -33,12 +33,14 @@ def _runners(quick: bool, profiler: Kind | None) -> dict[str, Callable[[str, Pat
     idle_config = (
         idle.IdleConfig(windows=(30.0, 40.0, 30.0), refresh_seconds=10.0) if quick else idle.IdleConfig()
     )
+    fencing_config = fencing.FencingConfig(rounds=50 if quick else 200)
     profile_config = profile.ProfileConfig(ingest=ingest_config, delivery=delivery_config, kind=profiler)
     return {
         "ingest": lambda bootstrap, logs: ingest.run(ingest_config, bootstrap=bootstrap, log_dir=logs),
         "delivery": lambda bootstrap, logs: delivery.run(delivery_config, bootstrap=bootstrap, log_dir=logs),
         "latency": lambda bootstrap, logs: latency.run(latency_config, bootstrap=bootstrap, log_dir=logs),
         "idle": lambda bootstrap, logs: idle.run(idle_config, bootstrap=bootstrap, log_dir=logs),
+        "fencing": lambda bootstrap, logs: fencing.run(fencing_config, bootstrap=bootstrap, log_dir=logs),
         "profile": lambda bootstrap, logs: profile.run(profile_config, bootstrap=bootstrap, log_dir=logs),
     }
 

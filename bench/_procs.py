@@ -83,6 +83,11 @@ class Child:
     def usage(self) -> Usage:
         return usage(self.pid)
 
+    @property
+    def exited(self) -> bool:
+        """Whether it was started and has ended since."""
+        return self._process is not None and self._process.returncode is not None
+
     async def start(self, ready: Callable[[], Awaitable[bool]], *, within: float = 60.0) -> None:
         with self.log.open("ab") as out:
             self._process = await asyncio.create_subprocess_exec(

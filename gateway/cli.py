@@ -13,8 +13,9 @@ from pathlib import Path
 
 import uvloop
 
-from gateway.errors import ConfigError, ProblemsError
+from gateway.errors import ConfigError, ProblemsError, PublishError
 from gateway.logs import configure_logging
+from gateway.reencrypt import reencrypt_instances
 from gateway.runtime import ROLES, Role, run_until_stopped
 from gateway.settings import Settings, load_settings
 
@@ -45,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--instances", type=Path, help="a JSON/YAML file or directory of declared instances")
 
+    commands.add_parser(
+        "reencrypt",
+        help=(
+            "rewrite every stored instance whose secrets are in plaintext or encrypted with a key of"
+            " GATEWAY_SECRET_KEY_PREVIOUS, with GATEWAY_SECRET_KEY; run it while no one edits instances"
+        ),
+    )
+
     simulate = commands.add_parser("simulate", help="run a simulator of a CRM API")
     simulate.add_argument("element", choices=["dynamics"])
     simulate.add_argument("--host", default="127.0.0.1")
@@ -68,6 +77,20 @@ def _print_problems(what: str, error: ProblemsError) -> None:
         print(f"  {problem}", file=sys.stderr)
 
 
+def _reencrypt(settings: Settings) -> int:
+    configure_logging(settings.log_level, role="reencrypt")
+    try:
+        done = asyncio.run(reencrypt_instances(settings))
+    except ConfigError as exc:
+        print(f"event-gateway: {exc}", file=sys.stderr)
+        return 2
+    except PublishError as exc:
+        print(f"event-gateway: {exc}", file=sys.stderr)
+        return 1
+    print(f"re-encrypted {len(done.rewritten)} of {done.stored} stored instances with GATEWAY_SECRET_KEY")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "simulate":
@@ -84,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProblemsError as exc:
         _print_problems("invalid settings", exc)
         return 2
+    if args.command == "reencrypt":
+        return _reencrypt(settings)
     configure_logging(settings.log_level, role=args.role)
     _tune_garbage_collector()
     try:

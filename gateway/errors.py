@@ -2,9 +2,10 @@
 
 GatewayError
  ├── ConfigError                  bad settings or a bad instance body
- │    └── ProblemsError           every problem found at once, each where it was found
- │         ├── SettingsError      one per environment variable, never with the value given
- │         └── InstanceValidationError  one per JSON path
+ │    ├── ProblemsError           every problem found at once, each where it was found
+ │    │    ├── SettingsError      one per environment variable, never with the value given
+ │    │    └── InstanceValidationError  one per JSON path
+ │    └── SecretKeyMismatch       no configured key decrypts a stored secret; names the instance
  ├── SourceError                  talking to a CRM API (retriable unless noted)
  │    ├── SourceUnavailable       connection errors, timeouts, 5xx
  │    │    └── SourceTimeout      also a TimeoutError
@@ -65,6 +66,10 @@ class SettingsError(ProblemsError):
 
 class InstanceValidationError(ProblemsError):
     pass
+
+
+class SecretKeyMismatch(ConfigError):
+    """A stored secret was encrypted with none of the configured keys (or the token is damaged)."""
 
 
 class SourceError(GatewayError):

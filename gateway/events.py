@@ -38,7 +38,7 @@ class ChangeEvent:
     object_id: str
     event_type: str  # CREATED, UPDATED or DELETED
     time_ms: int  # the change's updated date at the source; for deletes, when it was seen
-    version: str  # what tells this change from others of the object: its updated date, or a change token
+    version: str  # what tells this change from others of the object: its updated date and etag, or a cursor
     raw: Mapping[str, Any]
     snapshot: bool = False
 

@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
-import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gateway.api import Health, create_api_app, create_metrics_app
 from gateway.api.cluster import PollerGroup
+from gateway.api.rates import MinuteRates
+from gateway.api.stream import EventTail
+from gateway.api.test_event import TestEventSender
+from gateway.delivery.attempt import webhook_session
 from gateway.delivery.dead_letters import DeadLetters
 from gateway.delivery.runner import delivery_topics, open_dead_letters, start_deliverer
 from gateway.departure import Departure, StatefulSetPod
@@ -29,7 +32,7 @@ from gateway.errors import ConfigError, InstanceValidationError, TaskCrashed
 from gateway.instances import SecretBox, validate_instance
 from gateway.instances.declared import load_declared_instances
 from gateway.instances.model import Instance
-from gateway.kafka.instance_log import Body, InstanceLog
+from gateway.kafka.instance_log import Body, InstanceLog, decode_body
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.kafka.transactions import TransactionalWriter
 from gateway.metrics import KafkaMetrics, PollingMetrics, SourceMetrics, TaskMetrics, process_registry
@@ -41,6 +44,8 @@ from gateway.sources.dynamics import DynamicsSource
 from gateway.tasks import Watchdog, cancel_and_wait
 
 logger = logging.getLogger(__name__)
+
+_TEST_EVENT_CONNECTIONS = 4  # test events are a person's clicks, not a load
 
 Role = Literal["all", "poller", "deliverer", "api"]
 ROLES: tuple[Role, ...] = ("all", "poller", "deliverer", "api")
@@ -80,12 +85,12 @@ def replica_id(settings: Settings) -> str:
     return settings.group_instance_id or f"{socket.gethostname()}-{os.getpid()}"
 
 
-def _secret_box(settings: Settings) -> SecretBox:
+def secret_box(settings: Settings) -> SecretBox:
     if settings.secret_key is None:
         raise ConfigError(
             "GATEWAY_SECRET_KEY must be set (at least 32 characters); it encrypts instance secrets"
         )
-    return SecretBox(settings.secret_key.get_secret_value())
+    return SecretBox(settings.secret_key, previous=settings.secret_key_previous)
 
 
 async def _serve(stack: AsyncExitStack, app: web.Application, host: str, port: int) -> str:
@@ -109,7 +114,7 @@ async def start_gateway(
     """Start every component of `role`; on exit stop them in reverse order."""
     registry = registry if registry is not None else process_registry()
     topics = TopicNames(prefix=settings.topic_prefix, state_prefix=settings.state_topic_prefix)
-    box = _secret_box(settings)
+    box = secret_box(settings)
     health = Health()
     kafka_metrics = KafkaMetrics(registry)
     watchdog = Watchdog(TaskMetrics(registry))
@@ -203,7 +208,25 @@ async def start_gateway(
                 health=health,
                 poller_group=poller_group,
                 dead_letters=dead_letters,
+                event_tail=EventTail(
+                    bootstrap_servers=bootstrap,
+                    topics=topics,
+                    admin=admin,
+                    topic_partitions=settings.topic_partitions,
+                ),
+                rates=await stack.enter_async_context(MinuteRates(registry)),
+                test_events=TestEventSender(
+                    session=await stack.enter_async_context(
+                        webhook_session(
+                            allowed=settings.callback_allowed_networks, limit=_TEST_EVENT_CONNECTIONS
+                        )
+                    ),
+                    time_limit=settings.delivery_timeout_seconds,
+                    retry_after_max=settings.delivery_retry_after_max_seconds,
+                    rotation_grace=settings.signature_rotation_grace_seconds,
+                ),
                 callback_allowed_networks=settings.callback_allowed_networks,
+                poll_status=None if supervisor is None else supervisor.status,
             )
             api_url = await _serve(stack, app, settings.api_host, settings.api_port)
         # The shutdown, in this order: not ready; the pollers stop, aborting their open transactions;
@@ -258,7 +281,7 @@ async def _start_pollers(
         )
 
     def decode_instance(instance_id: str, value: bytes | None) -> Instance | None:
-        body = None if value is None else box.decrypt_body(orjson.loads(value))
+        body = None if value is None else decode_body(box, instance_id, value)
         return _instance_or_none(instance_id, body)
 
     supervisor = await stack.enter_async_context(

@@ -19,6 +19,7 @@ from gateway.errors import Problem, SettingsError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+_MIN_SECRET_KEY_LENGTH = 32
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
 
 
@@ -73,6 +74,14 @@ class Settings(BaseSettings):
         None,
         description="Key (at least 32 characters) that encrypts instance secrets at rest.",
         json_schema_extra={"allowed": "text of at least 32 characters"},
+    )
+    secret_key_previous: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Former values of GATEWAY_SECRET_KEY, comma-separated: they still decrypt what they encrypted"
+            " until `event-gateway reencrypt` has rewritten it with the current key."
+        ),
+        json_schema_extra={"allowed": "texts of at least 32 characters, comma-separated"},
     )
     callback_allowed_networks: Annotated[list[IPNetwork], NoDecode] = Field(
         default_factory=list,
@@ -186,7 +195,7 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("retry_schedule", mode="before")
+    @field_validator("retry_schedule", "secret_key_previous", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_commas(value)
@@ -250,8 +259,16 @@ class Settings(BaseSettings):
     @field_validator("secret_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 32:
-            raise ValueError("must be at least 32 characters")
+        if value is not None and len(value.get_secret_value()) < _MIN_SECRET_KEY_LENGTH:
+            raise ValueError(f"must be at least {_MIN_SECRET_KEY_LENGTH} characters")
+        return value
+
+    @field_validator("secret_key_previous")
+    @classmethod
+    def _each_long_enough(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for number, key in enumerate(value, start=1):
+            if len(key.get_secret_value()) < _MIN_SECRET_KEY_LENGTH:
+                raise ValueError(f"item {number} must be at least {_MIN_SECRET_KEY_LENGTH} characters")
         return value
 
 

@@ -208,21 +208,42 @@ def _everything_shown(error: BaseException) -> str:
     return "".join([str(error), repr(error), *traceback.format_exception(error)])
 
 
+# The secrets whose values are checked, so that a bad one is reported.
+_CHECKED_SECRETS = ["secret_key", "secret_key_previous"]
+
+
+@pytest.mark.parametrize("field", _CHECKED_SECRETS)
 @hypothesis_settings(max_examples=60, deadline=None)
 @given(text=st.text(st.characters(exclude_categories=("Cs", "Cc")), max_size=30))
-def test_no_settings_error_shows_an_invalid_secret(text: str) -> None:
+def test_no_settings_error_shows_an_invalid_secret(field: str, text: str) -> None:
     # The mark makes any echo of the value findable, however short or common the rest of it is.
-    value = "\u00b6" + text
-    environ = {"GATEWAY_SECRET_KEY": value, "GATEWAY_API_PORT": "notaport"}
+    # Commas separate keys: an item too short is reported by its number, never by its text.
+    value = "\u00b6" + text if field == "secret_key" else "p" * 32 + ",\u00b6" + text.replace(",", "")
+    environ = {variable(field): value, "GATEWAY_API_PORT": "notaport"}
     with mock.patch.dict(os.environ, environ), pytest.raises(SettingsError) as caught:
         load_settings()
-    assert variable("secret_key") in str(caught.value)
+    assert variable(field) in str(caught.value)
     assert "\u00b6" not in _everything_shown(caught.value)
 
 
 def test_secret_settings_are_the_known_ones() -> None:
-    """A new secret setting must join the test above: the list is checked, not guessed."""
-    assert _SECRET_FIELDS == ["admin_token", "secret_key"]
+    """A new secret setting must join the test above, or say why not (the admin token is any text):
+    the list is checked, not guessed."""
+    assert _SECRET_FIELDS == ["admin_token", "secret_key", "secret_key_previous"]
+    assert set(_SECRET_FIELDS) - set(_CHECKED_SECRETS) == {"admin_token"}
+
+
+def test_previous_secret_keys_are_comma_separated_and_each_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_SECRET_KEY_PREVIOUS", "a" * 32 + ", " + "b" * 40)
+    keys = load_settings().secret_key_previous
+    assert [key.get_secret_value() for key in keys] == ["a" * 32, "b" * 40]
+    assert "a" * 32 not in repr(keys)
+    monkeypatch.setenv("GATEWAY_SECRET_KEY_PREVIOUS", "a" * 32 + ",too-short")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.problems == (
+        Problem("GATEWAY_SECRET_KEY_PREVIOUS", "item 2 must be at least 32 characters"),
+    )
 
 
 def test_the_command_prints_the_variable_not_the_value() -> None:

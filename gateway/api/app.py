@@ -8,13 +8,19 @@ from aiohttp import web
 
 from gateway.api.auth import bearer_auth
 from gateway.api.cluster import PollerGroup, add_cluster_routes
+from gateway.api.console import create_console_app
 from gateway.api.deliveries import add_delivery_routes
 from gateway.api.health import Health, add_health_routes
 from gateway.api.instances import CALLBACK_NETWORKS, INSTANCE_LOG, add_routes
 from gateway.api.openapi import add_openapi_route, openapi_document
+from gateway.api.rates import RATES, MinuteRates
 from gateway.api.responses import problems_middleware
+from gateway.api.status import add_status_routes
+from gateway.api.stream import EventTail, add_stream_routes
+from gateway.api.test_event import TestEventSender, add_test_event_routes
 from gateway.delivery.dead_letters import DeadLetters
 from gateway.kafka.instance_log import InstanceLog
+from gateway.polling.status import PollStatus
 from gateway.settings import IPNetwork
 
 
@@ -25,8 +31,14 @@ def create_api_app(
     health: Health,
     poller_group: PollerGroup,
     dead_letters: DeadLetters,
+    event_tail: EventTail,
+    test_events: TestEventSender,
+    rates: MinuteRates,
     callback_allowed_networks: Sequence[IPNetwork] = (),
+    poll_status: PollStatus | None = None,
 ) -> web.Application:
+    """The admin API, and the console under /console/. `poll_status` is this process's pollers' book of
+    last polls; None where the process polls nothing."""
     app = web.Application(
         middlewares=[bearer_auth(admin_token), problems_middleware], client_max_size=1024 * 1024
     )
@@ -35,6 +47,11 @@ def create_api_app(
     add_routes(app)
     add_cluster_routes(app, poller_group)
     add_delivery_routes(app, dead_letters)
+    add_status_routes(app, poll_status)
+    add_stream_routes(app, event_tail)
+    add_test_event_routes(app, test_events)
+    app[RATES] = rates
     add_health_routes(app, health)
     add_openapi_route(app, openapi_document())
+    app.add_subapp("/console", create_console_app(admin_token=admin_token))
     return app

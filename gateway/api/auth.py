@@ -11,6 +11,8 @@ from gateway.api.responses import problem_response
 
 # Probes must answer without credentials: kubelets and load balancers carry none.
 _OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
+# The console signs people in itself, with a session cookie; the API never accepts that cookie.
+_CONSOLE_PREFIX = "/console/"
 
 
 def bearer_auth(token: str) -> Middleware:
@@ -18,7 +20,7 @@ def bearer_auth(token: str) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in _OPEN_PATHS:
+        if request.path in _OPEN_PATHS or request.path.startswith(_CONSOLE_PREFIX):
             return await handler(request)
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):

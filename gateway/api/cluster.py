@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
-from aiohttp import web
+from aiohttp import ChainMapProxy, web
 
 from gateway.api.instances import INSTANCE_LOG
 from gateway.api.responses import json_response
@@ -24,11 +25,12 @@ class PollerGroup:
 POLLER_GROUP = web.AppKey("poller_group", PollerGroup)
 
 
-async def get_cluster(request: web.Request) -> web.Response:
-    group = request.app[POLLER_GROUP]
+async def cluster_view(app: web.Application | ChainMapProxy) -> dict[str, Any]:
+    """The poller group as Kafka describes it: GET /cluster, and the console's overview."""
+    group = app[POLLER_GROUP]
     description = await group.admin.describe_group(group.group_id)
     by_partition: dict[int, list[str]] = defaultdict(list)
-    for instance_id in request.app[INSTANCE_LOG].ids():
+    for instance_id in app[INSTANCE_LOG].ids():
         by_partition[state_partition(instance_id, group.partitions)].append(instance_id)
     replicas = []
     owned: set[int] = set()
@@ -44,15 +46,17 @@ async def get_cluster(request: web.Request) -> web.Response:
             }
         )
     unowned = [p for p in range(group.partitions) if p not in owned]
-    return json_response(
-        {
-            "group": group.group_id,
-            "state": description.state,
-            "replicas": replicas,
-            "unownedPartitions": unowned,
-            "unpolledInstances": sorted(i for p in unowned for i in by_partition[p]),
-        }
-    )
+    return {
+        "group": group.group_id,
+        "state": description.state,
+        "replicas": replicas,
+        "unownedPartitions": unowned,
+        "unpolledInstances": sorted(i for p in unowned for i in by_partition[p]),
+    }
+
+
+async def get_cluster(request: web.Request) -> web.Response:
+    return json_response(await cluster_view(request.app))
 
 
 def add_cluster_routes(app: web.Application, group: PollerGroup) -> None:

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ChainMapProxy, web
 
 from gateway.api.responses import RequestProblem, json_response, read_json
 from gateway.delivery.ssrf import check_callback_url
-from gateway.errors import CallbackRefused, Problem
+from gateway.errors import CallbackRefused, InstanceValidationError, Problem
 from gateway.instances import (
-    MASK,
     PREVIOUS_SIGNATURE_KEY,
-    SECRET_KEYS,
     SIGNATURE_KEY,
     SIGNATURE_ROTATED_AT,
     ValidatedInstance,
     apply_patch,
     mask_body,
+    unmasked_patch,
     validate_instance,
 )
 from gateway.kafka.instance_log import Body, InstanceLog
@@ -28,20 +29,53 @@ from gateway.settings import IPNetwork
 
 INSTANCE_LOG = web.AppKey("instance_log", InstanceLog)
 CALLBACK_NETWORKS: web.AppKey[tuple[IPNetwork, ...]] = web.AppKey("callback_networks")
-_CALLBACK_URL_PATH = "$.configuration['event.notification.callback.url']"
+_CALLBACK_KEY = "event.notification.callback.url"
+_POLLER = "event.poller.configuration"
+_CALLBACK_URL_PATH = f"$.configuration['{_CALLBACK_KEY}']"
 
 
-def _validated(request: web.Request, body: Any, instance_id: str) -> ValidatedInstance:
-    """The shared validator, then the SSRF guard's save-time check of the callback URL."""
-    validated = validate_instance(body, instance_id=instance_id)
-    callback_url = validated.instance.notification.callback_url
-    allowed: tuple[IPNetwork, ...] = request.app[CALLBACK_NETWORKS]
-    if callback_url is not None:
-        try:
-            check_callback_url(callback_url, allowed)
-        except CallbackRefused as refused:
-            raise RequestProblem(400, [Problem(_CALLBACK_URL_PATH, str(refused))]) from refused
+def _validated(body: Any, instance_id: str, allowed: tuple[IPNetwork, ...]) -> ValidatedInstance:
+    """The shared validator, then the SSRF guard's save-time check of the callback URL; a body with
+    other problems gets the guard's too, so that every problem is told at once."""
+    try:
+        validated = validate_instance(body, instance_id=instance_id)
+    except InstanceValidationError as invalid:
+        refused = _refused_callback(_raw_callback_url(body), allowed)
+        if refused is None or any(p.path == _CALLBACK_URL_PATH for p in invalid.problems):
+            raise
+        raise InstanceValidationError([*invalid.problems, refused]) from invalid
+    refused = _refused_callback(validated.instance.notification.callback_url, allowed)
+    if refused is not None:
+        raise RequestProblem(400, [refused])
     return validated
+
+
+def _raw_callback_url(body: Any) -> str | None:
+    configuration = body.get("configuration") if isinstance(body, dict) else None
+    url = configuration.get(_CALLBACK_KEY) if isinstance(configuration, dict) else None
+    return url if isinstance(url, str) else None
+
+
+def _refused_callback(callback_url: str | None, allowed: tuple[IPNetwork, ...]) -> Problem | None:
+    if callback_url is None:
+        return None
+    try:
+        check_callback_url(callback_url, allowed)
+    except CallbackRefused as refused:
+        return Problem(_CALLBACK_URL_PATH, str(refused))
+    return None
+
+
+def poller_configuration(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The resources of a stored body, whose poller configuration may be a JSON string."""
+    configuration = body.get("configuration")
+    poller = configuration.get(_POLLER) if isinstance(configuration, Mapping) else None
+    if isinstance(poller, str):
+        try:
+            poller = json.loads(poller)
+        except ValueError:
+            return {}
+    return dict(poller) if isinstance(poller, Mapping) else {}
 
 
 def _now() -> str:
@@ -55,21 +89,12 @@ def _public(body: Body, warnings: tuple[Problem, ...] = ()) -> dict[str, Any]:
     return shown
 
 
-def _stored(request: web.Request) -> tuple[str, Body]:
-    instance_id = request.match_info["id"]
-    body = request.app[INSTANCE_LOG].get(instance_id)
+def stored_body(app: web.Application | ChainMapProxy, instance_id: str) -> Body:
+    """The stored body of an instance (secrets in the clear), or a 404 problem."""
+    body = app[INSTANCE_LOG].get(instance_id)
     if body is None:
         raise RequestProblem(404, [Problem("$", f"no instance with id {instance_id!r}")])
-    return instance_id, body
-
-
-def _without_echoed_masks(patch: dict[str, Any]) -> dict[str, Any]:
-    """A client that sends back a body it read gets masks where secrets were; keep the stored secrets."""
-    configuration = patch.get("configuration")
-    if not isinstance(configuration, dict):
-        return patch
-    kept = {k: v for k, v in configuration.items() if not (k in SECRET_KEYS and v == MASK)}
-    return {**patch, "configuration": kept}
+    return body
 
 
 def _remember_rotated_signature_key(before: Body, after: dict[str, Any]) -> None:
@@ -83,14 +108,51 @@ def _remember_rotated_signature_key(before: Body, after: dict[str, Any]) -> None
         new_config[SIGNATURE_ROTATED_AT] = time.time()
 
 
-async def create_instance(request: web.Request) -> web.Response:
-    body = await read_json(request)
+async def store_new(app: web.Application | ChainMapProxy, body: Any) -> tuple[Body, tuple[Problem, ...]]:
+    """Validate a Cloud Elements instance body and store it under a new id: POST /instances and the
+    console's form both come here. Returns the stored body and the validator's warnings."""
     instance_id = str(uuid.uuid4())
-    validated = _validated(request, body, instance_id)
+    validated = _validated(body, instance_id, app[CALLBACK_NETWORKS])
     now = _now()
     stored = {**body, "id": instance_id, "createdDate": now, "updatedDate": now}
-    await request.app[INSTANCE_LOG].put(instance_id, stored)
-    return json_response(_public(stored, validated.warnings), status=201)
+    await app[INSTANCE_LOG].put(instance_id, stored)
+    return stored, validated.warnings
+
+
+async def store_patch(
+    app: web.Application | ChainMapProxy, instance_id: str, patch: Any
+) -> tuple[Body, tuple[Problem, ...]]:
+    """Merge a patch (RFC 7396) into a stored instance, validate and store the result: PATCH
+    /instances/{id} and the console's edit form both come here. A secret sent back as its mask is kept."""
+    body = stored_body(app, instance_id)
+    if not isinstance(patch, dict):
+        raise RequestProblem(400, [Problem("$", "a patch must be a JSON object (RFC 7396 merge patch)")])
+    merged = apply_patch(body, unmasked_patch(patch, body))
+    _remember_rotated_signature_key(body, merged)
+    merged.update(id=instance_id, createdDate=body.get("createdDate"), updatedDate=_now())
+    validated = _validated(merged, instance_id, app[CALLBACK_NETWORKS])
+    await app[INSTANCE_LOG].put(instance_id, merged)
+    return merged, validated.warnings
+
+
+async def store_replace(
+    app: web.Application | ChainMapProxy, instance_id: str, body: Any
+) -> tuple[Body, tuple[Problem, ...]]:
+    """Replace a stored instance's body with a whole new one, validated: the console's edit form,
+    which starts from the stored body, so nothing it does not show is lost."""
+    before = stored_body(app, instance_id)
+    if not isinstance(body, dict):
+        raise RequestProblem(400, [Problem("$", f"must be an object, got {type(body).__name__}")])
+    replaced = {**body, "id": instance_id, "createdDate": before.get("createdDate"), "updatedDate": _now()}
+    _remember_rotated_signature_key(before, replaced)
+    validated = _validated(replaced, instance_id, app[CALLBACK_NETWORKS])
+    await app[INSTANCE_LOG].put(instance_id, replaced)
+    return replaced, validated.warnings
+
+
+async def create_instance(request: web.Request) -> web.Response:
+    stored, warnings = await store_new(request.app, await read_json(request))
+    return json_response(_public(stored, warnings), status=201)
 
 
 async def list_instances(request: web.Request) -> web.Response:
@@ -100,25 +162,19 @@ async def list_instances(request: web.Request) -> web.Response:
 
 
 async def get_instance(request: web.Request) -> web.Response:
-    _instance_id, body = _stored(request)
-    return json_response(_public(body))
+    return json_response(_public(stored_body(request.app, request.match_info["id"])))
 
 
 async def patch_instance(request: web.Request) -> web.Response:
-    instance_id, body = _stored(request)
-    patch = await read_json(request)
-    if not isinstance(patch, dict):
-        raise RequestProblem(400, [Problem("$", "a patch must be a JSON object (RFC 7396 merge patch)")])
-    merged = apply_patch(body, _without_echoed_masks(patch))
-    _remember_rotated_signature_key(body, merged)
-    merged.update(id=instance_id, createdDate=body.get("createdDate"), updatedDate=_now())
-    validated = _validated(request, merged, instance_id)
-    await request.app[INSTANCE_LOG].put(instance_id, merged)
-    return json_response(_public(merged, validated.warnings))
+    instance_id = request.match_info["id"]
+    stored_body(request.app, instance_id)  # a missing instance is a 404 before a bad body is a 400
+    merged, warnings = await store_patch(request.app, instance_id, await read_json(request))
+    return json_response(_public(merged, warnings))
 
 
 async def delete_instance(request: web.Request) -> web.Response:
-    instance_id, _body = _stored(request)
+    instance_id = request.match_info["id"]
+    stored_body(request.app, instance_id)
     await request.app[INSTANCE_LOG].delete(instance_id)
     return web.Response(status=204)
 

@@ -16,7 +16,10 @@ _PROBLEMS = {
 _UNAUTHORIZED = {"description": "Missing or wrong bearer token", **_PROBLEMS}
 _NOT_FOUND = {"description": "No such instance", **_PROBLEMS}
 _INSTANCE = {
-    "description": "The stored instance, secrets masked as ********",
+    "description": (
+        "The stored instance: secrets and callback header values masked as ********,"
+        " the callback URL as scheme://host[:port]/********"
+    ),
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Instance"}}},
 }
 _INSTANCE_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -72,6 +75,44 @@ def openapi_document() -> dict[str, Any]:
                 "delete": _operation(
                     "Stop an instance's pollers and forget it",
                     {"204": {"description": "Deleted"}, "404": _NOT_FOUND},
+                ),
+            },
+            "/instances/{id}/status": {
+                "parameters": [_INSTANCE_ID],
+                "get": _operation(
+                    "Each resource's last poll (time, outcome, duration, records fetched, events published), "
+                    "checkpoint age and last error, as the replica answering polls it",
+                    {"200": {"description": "The figures by resource", **_JSON}, "404": _NOT_FOUND},
+                ),
+            },
+            "/instances/{id}/events/stream": {
+                "parameters": [_INSTANCE_ID],
+                "get": _operation(
+                    "The instance's change events as Server-Sent Events, as they are committed to Kafka "
+                    "(read_committed), from when the stream opens: an `event: ready` once it listens, "
+                    "then an `event: change` per event (id, time, type, resource, eventType, objectId)",
+                    {
+                        "200": {"description": "text/event-stream", "content": {"text/event-stream": {}}},
+                        "400": _PROBLEMS,
+                        "404": _NOT_FOUND,
+                    },
+                    parameters=[
+                        _query("resource", "Only this resource's events", {"type": "string"}),
+                        _query("eventType", "Only this kind", {"enum": ["CREATED", "UPDATED", "DELETED"]}),
+                    ],
+                ),
+            },
+            "/instances/{id}/test-event": {
+                "parameters": [_INSTANCE_ID],
+                "post": _operation(
+                    "Deliver one signed test notification to the callback URL now, as a delivery would "
+                    "(not through Kafka, never retried), and tell what the receiver answered: "
+                    "delivered, status, error, durationMs, webhookId",
+                    {
+                        "200": {"description": "The receiver's answer", **_JSON},
+                        "400": _PROBLEMS,
+                        "404": _NOT_FOUND,
+                    },
                 ),
             },
             "/instances/{id}/deliveries": {

@@ -11,7 +11,7 @@ import asyncio
 import base64
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -23,7 +23,7 @@ from yarl import URL
 from gateway import __version__
 from gateway.delivery.bodies import render_body
 from gateway.delivery.signing import sign_headers, signing_keys
-from gateway.delivery.ssrf import refusal_from
+from gateway.delivery.ssrf import GuardedConnector, refusal_from
 from gateway.errors import (
     CallbackFailed,
     CallbackGone,
@@ -32,6 +32,7 @@ from gateway.errors import (
     CallbackUnreachable,
 )
 from gateway.instances.model import Notification
+from gateway.settings import IPNetwork
 
 USER_AGENT = f"event-gateway/{__version__}"
 THROTTLING_STATUSES = frozenset({429, 502, 503, 504})
@@ -44,6 +45,18 @@ def callback_host(url: str) -> str:
     """`host:port` of a callback URL: what logs, limits and circuit breakers name."""
     parsed = URL(url)
     return f"{(parsed.host or '').lower()}:{parsed.port}"
+
+
+def webhook_session(*, allowed: Sequence[IPNetwork], limit: int) -> aiohttp.ClientSession:
+    """The session webhooks go out through: only to addresses the callback policy allows."""
+    return aiohttp.ClientSession(
+        connector=GuardedConnector(allowed=allowed, limit=limit),
+        trust_env=False,
+        # A receiver's cookies must not ride along on the next webhook, to it or to another
+        # instance's receiver on the same host; nor does a webhook negotiate its answer.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=("Accept", "Accept-Encoding"),
+    )
 
 
 @dataclass(frozen=True, slots=True)

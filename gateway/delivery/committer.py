@@ -1,5 +1,6 @@
-"""Commits what has finished, periodically: offsets alone with a plain commit, or with the outputs
-they cover (parked retries, dead letters, markers) in one transaction."""
+"""Commits what has finished, periodically: per partition, one transaction under the partition's
+transactional id with its offset and the outputs it covers (parked retries, dead letters, markers),
+so that only the partition's current holder can make them visible (`fencing.py`)."""
 
 from __future__ import annotations
 
@@ -7,57 +8,37 @@ import asyncio
 import logging
 from collections.abc import Collection
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import TopicPartition
 
+from gateway.delivery.fencing import PartitionWriters
 from gateway.delivery.offsets import Windows
-from gateway.delivery.outputs import write_outputs
+from gateway.delivery.outputs import Output, write_outputs
 from gateway.errors import PublishError
-from gateway.kafka.transactions import TransactionalWriter
 
 logger = logging.getLogger(__name__)
 
 _FAILURES_TOLERATED = 20  # consecutive failed commits (about 10 s at the default interval) before giving up
 
 
-def _retrieve_orphaned_commit_requests() -> None:
-    """aiokafka sends a commit in a task of its own behind asyncio.shield. A cancelled commit (the
-    shutdown stops the committer, or bounds the last commit) leaves that task running with no one
-    to read its end; when the broker is gone it fails, and asyncio reports 'Task exception was
-    never retrieved'. Such a failure changes nothing (the offsets were not committed, and the next
-    owner delivers those events again), so it is read here and logged at debug level."""
-    for task in asyncio.all_tasks():
-        coroutine = getattr(task.get_coro(), "__qualname__", None)
-        if not task.done() and coroutine == "GroupCoordinator._do_commit_offsets":
-            task.add_done_callback(_log_orphaned_commit)
-
-
-def _log_orphaned_commit(task: asyncio.Task[object]) -> None:
-    if not task.cancelled() and (error := task.exception()) is not None:
-        logger.debug("a cancelled offset commit failed afterwards: %s", error)
-
-
 class Committer:
     def __init__(
         self,
         *,
-        consumer: AIOKafkaConsumer,
-        writer: TransactionalWriter,
+        writers: PartitionWriters,
         windows: Windows,
         group_id: str,
         interval: float = 0.2,
     ) -> None:
-        self._consumer = consumer
-        self._writer = writer
+        self._writers = writers
         self._windows = windows
         self._group_id = group_id
         self._interval = interval
         self._lock = asyncio.Lock()
-        self.commits = 0
 
     async def commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
-        """Commit every finished prefix (of `partitions` only, if given); raises on failure, leaving
-        the windows as they were, so the next call tries the same again."""
+        """Commit every finished prefix (of `partitions` only, if given), the partitions side by side.
+        Raises when one failed, after confirming the others; a failed partition's window stays as it
+        was, so the next call tries the same again."""
         async with self._lock:
             plan = {}
             for tp, window in self._windows.items():
@@ -68,23 +49,31 @@ class Committer:
                     plan[tp] = ready
             if not plan:
                 return
-            offsets = {tp: offset for tp, (offset, _count, _outputs) in plan.items()}
-            outputs = [output for _offset, _count, outs in plan.values() for output in outs]
-            if outputs:
-                await write_outputs(self._writer, outputs, offsets=offsets, group_id=self._group_id)
-            else:
-                try:
-                    await self._consumer.commit(offsets)
-                except asyncio.CancelledError:
-                    _retrieve_orphaned_commit_requests()
-                    raise
-                except KafkaError as exc:
-                    raise PublishError(f"cannot commit offsets of {self._group_id}: {exc}") from exc
-            for tp, (_offset, count, _outputs) in plan.items():
-                current = self._windows.get(tp)
-                if current is not None:
+            outcomes = await asyncio.gather(
+                *(
+                    self._commit_partition(tp, offset, outputs)
+                    for tp, (offset, _count, outputs) in plan.items()
+                ),
+                return_exceptions=True,
+            )
+            failures: list[PublishError] = []
+            for (tp, (_offset, count, _outputs)), outcome in zip(plan.items(), outcomes, strict=True):
+                if isinstance(outcome, PublishError):
+                    failures.append(outcome)
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                elif (current := self._windows.get(tp)) is not None:
                     current.confirm(count)
-            self.commits += 1
+            if failures:
+                first = failures[0]
+                share = f"{len(failures)} of {len(plan)} partitions"
+                raise PublishError(f"cannot commit {share} of {self._group_id}: {first}") from first
+
+    async def _commit_partition(self, tp: TopicPartition, offset: int, outputs: list[Output]) -> None:
+        writer = self._writers.get(tp)
+        if writer is None:
+            raise PublishError(f"no writer holds {tp.topic}/{tp.partition}")
+        await write_outputs(writer, outputs, offsets={tp: offset}, group_id=self._group_id)
 
     async def run(self) -> None:
         """Commit every `interval` until cancelled; a commit that keeps failing ends the loop."""
@@ -97,7 +86,7 @@ class Committer:
                 failures += 1
                 if failures >= _FAILURES_TOLERATED:
                     raise
-                # A rebalance in progress fails plain commits; the next round (or the revoke) retries.
+                # A fenced partition is given up by the reader; a broker hiccup passes.
                 logger.warning("commit failed, will retry: %s", exc, extra={"error": type(exc).__name__})
             else:
                 failures = 0

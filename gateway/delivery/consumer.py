@@ -11,7 +11,9 @@ endpoint holds back only its own events; `offsets.py` keeps the commits in order
 
 On a rebalance, the revoked partitions' events still waiting for a slot are cancelled at once, since
 they have sent nothing; the requests in flight get `revoke_grace` seconds to finish. What finished is
-committed, the rest is cancelled, and the partition's next owner reads it again.
+committed, the rest is cancelled, and the partition's next owner reads it again. A partition is
+delivered only once its transactional writer has fenced any earlier holder and its committed offset
+has been read after that (`fencing.py`); one whose writer was fenced later is given up at once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from gateway.delivery.committer import Committer
+from gateway.delivery.fencing import PartitionWriters
 from gateway.delivery.handler import Record, RecordHandler
 from gateway.delivery.layout import DeliveryTopics, tier_name
 from gateway.delivery.offsets import PartitionWindow, Windows
@@ -51,7 +54,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka i
         await self._reader.revoke(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        self._reader.assign(set(assigned))
+        await self._reader.assign(set(assigned))
 
 
 class DeliveryReader:
@@ -61,6 +64,7 @@ class DeliveryReader:
         consumer: AIOKafkaConsumer,
         handler: RecordHandler,
         committer: Committer,
+        writers: PartitionWriters,
         windows: Windows,
         topics: DeliveryTopics,
         policy: RetryPolicy,
@@ -74,6 +78,7 @@ class DeliveryReader:
         self._consumer = consumer
         self._handler = handler
         self._committer = committer
+        self._writers = writers
         self._windows = windows
         self._topics = topics
         self._policy = policy
@@ -92,6 +97,7 @@ class DeliveryReader:
         self._held: dict[TopicPartition, int] = {}  # retry partitions paused until their head is due (ms)
         self._full: set[TopicPartition] = set()  # partitions paused until their commits catch up
         self._gauges_at = 0.0
+        self._generation: int | None = None  # the group generation of the last assignment
         self.listener = _Rebalance(self)
 
     @property
@@ -103,6 +109,7 @@ class DeliveryReader:
         while True:
             if self._crash is not None:
                 raise self._crash
+            self._give_up_fenced()
             self._progress.clear()
             if len(self._tasks) > self._resume_at:
                 self._relieve()  # a slow host's waiting events must not keep everyone else's out
@@ -122,8 +129,13 @@ class DeliveryReader:
     def _admit(self, tp: TopicPartition, records: list[Record], now_ms: int) -> None:
         if tp in self._revoking:
             return  # its next owner reads these again from the committed offset
-        # `ensure`: records of an assigned partition may come before the rebalance listener ran.
-        window = self._windows.ensure(tp)
+        window = self._windows.get(tp)
+        if window is None:
+            # Not ours to deliver yet: aiokafka hands out records of a new assignment before the
+            # rebalance listener has fenced the partition's previous holder. Read them again later.
+            self._consumer.seek(tp, records[0].offset)
+            self._consumer.pause(tp)
+            return
         tier = self._topics.tier_of(tp.topic)
         for record in records:
             if tier is not None:
@@ -212,10 +224,83 @@ class DeliveryReader:
         for tier, count in waiting.items():
             self._metrics.retries_pending.labels(tier_name(tier)).set(count)
 
-    def assign(self, assigned: set[TopicPartition]) -> None:
-        self._windows.open(assigned)
+    async def assign(self, assigned: set[TopicPartition]) -> None:
+        """Deliver at once the partitions held through the rebalance; take the others over."""
+        generation, previous = self._group_generation(), self._generation
+        self._generation = generation
+        # Held by nobody else in between only if no generation was missed (see fencing.py).
+        continuous = previous is not None and generation - previous in (0, 1)
+        kept = {tp for tp in assigned if continuous and self._writers.usable(tp)}
+        self._open(kept)  # before any await: their records are being fetched already
+        moved = sorted(self._writers.held - assigned)
+        taken = sorted(assigned - kept)
+        # aiokafka sends no heartbeat until the listener returns: start the producers side by side.
+        outcomes = await asyncio.gather(
+            *(self._writers.release(tp) for tp in moved),
+            *(self._take_over(tp) for tp in taken),
+            return_exceptions=True,
+        )
+        failed = [
+            (tp, outcome)
+            for tp, outcome in zip([*moved, *taken], outcomes, strict=True)
+            if isinstance(outcome, BaseException)
+        ]
+        for tp, error in failed:
+            logger.error("cannot take partition %s/%d over", tp.topic, tp.partition, exc_info=error)
+        if failed:
+            self._rejoin()  # so that the next assignment tries again, instead of leaving them unread
         if assigned:
-            logger.info("deliverer assigned %d partitions", len(assigned))
+            logger.info(
+                "deliverer assigned %d partitions (generation %d): %d kept, %d taken over, %d released",
+                len(assigned),
+                generation,
+                len(kept),
+                len(taken),
+                len(moved),
+            )
+
+    async def _take_over(self, tp: TopicPartition) -> None:
+        await self._writers.take(tp)  # fences every earlier holder: their commits are final now
+        offset = await self._consumer.committed(tp)
+        if offset is None:
+            await self._consumer.seek_to_beginning(tp)
+        else:
+            self._consumer.seek(tp, offset)
+        self._open({tp})
+
+    def _open(self, partitions: set[TopicPartition]) -> None:
+        self._windows.open(partitions)
+        for tp in partitions:
+            self._consumer.resume(tp)  # `_admit` may have paused it before it was ours
+
+    def _give_up_fenced(self) -> None:
+        """Drop the partitions whose writer was fenced (or broke): a newer holder may have committed
+        past what this member holds, so nothing of theirs may be committed from here, and they can
+        only be taken over again from the committed offset, at the next assignment."""
+        lost = {tp for tp, _window in self._windows.items() if not self._writers.usable(tp)}
+        if not lost:
+            return
+        for task, tp in self._tasks.items():
+            if tp in lost:
+                task.cancel()
+        for tp in lost:
+            self._held.pop(tp, None)
+            self._full.discard(tp)
+        self._windows.close(lost)
+        logger.warning(
+            "gave up %d partitions whose producer was fenced; rejoining the group to take them over",
+            len(lost),
+        )
+        self._rejoin()
+
+    def _rejoin(self) -> None:
+        # aiokafka has no public call for this (Java's `enforceRebalance`).
+        self._consumer._coordinator.request_rejoin()
+
+    def _group_generation(self) -> int:
+        """aiokafka keeps the generation on its coordinator, with no public accessor (Java's is
+        `groupMetadata().generationId()`)."""
+        return int(self._consumer._coordinator.generation)
 
     async def revoke(self, revoked: set[TopicPartition]) -> None:
         if not revoked:

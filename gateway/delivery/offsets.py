@@ -80,9 +80,6 @@ class Windows:
     def get(self, tp: TopicPartition) -> PartitionWindow | None:
         return self._windows.get(tp)
 
-    def ensure(self, tp: TopicPartition) -> PartitionWindow:
-        return self._windows.setdefault(tp, PartitionWindow())
-
     def open(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:
             self._windows.setdefault(tp, PartitionWindow())

@@ -1,13 +1,8 @@
 """A record the deliverer writes when it finishes an event: a parked retry, a dead letter, a marker.
 
-It is written in the Kafka transaction that commits the event's offset, so an event is parked or
-dead-lettered exactly once, however often the deliverer crashes around it.
-
-The deliverer's transactional id is the replica's (GATEWAY_GROUP_INSTANCE_ID) or unique to the
-process: its transactions last milliseconds, and a crashed process's open one is aborted when the
-same replica comes back, or by the broker after the transaction timeout. Without KIP-447 in aiokafka
-there is no group-based fencing; a deliverer that lost a partition in a rebalance may still finish a
-transaction for it, which at worst delivers an event twice, with the same id.
+It is written in the Kafka transaction that commits the event's offset, under the transactional id
+of the event's partition (`fencing.py`), so an event is parked or dead-lettered exactly once,
+however often the deliverer crashes or pauses around it.
 """
 
 from __future__ import annotations

@@ -29,24 +29,22 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from types import TracebackType
 
-import aiohttp
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
+from gateway.delivery.attempt import webhook_session
 from gateway.delivery.committer import Committer
 from gateway.delivery.consumer import DeliveryReader
 from gateway.delivery.dead_letters import DeadLetters
 from gateway.delivery.endpoints import Endpoints
+from gateway.delivery.fencing import PartitionWriters
 from gateway.delivery.handler import HandlerConfig, InstanceLookup, RecordHandler
 from gateway.delivery.layout import DeliveryTopics
 from gateway.delivery.offsets import Windows
-from gateway.delivery.outputs import DELIVERY_TRANSACTION_TIMEOUT_MS
 from gateway.delivery.retry import RetryPolicy
-from gateway.delivery.ssrf import GuardedConnector
 from gateway.delivery.state import DisabledInstances, RevisionLookup
 from gateway.errors import PublishError
 from gateway.kafka.topics import TopicAdmin, TopicNames
-from gateway.kafka.transactions import TransactionalWriter
 from gateway.metrics import DeliveryMetrics, KafkaMetrics
 from gateway.settings import Settings
 from gateway.tasks import VitalTask, Watchdog
@@ -163,28 +161,13 @@ class Deliverer:
                 revisions=self._revisions,
             )
         )
-        connector = GuardedConnector(
-            allowed=settings.callback_allowed_networks, limit=settings.delivery_concurrency
-        )
         session = await stack.enter_async_context(
-            aiohttp.ClientSession(
-                connector=connector,
-                trust_env=False,
-                # A receiver's cookies must not ride along on the next webhook, to it or to another
-                # instance's receiver on the same host; nor does a webhook negotiate its answer.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("Accept", "Accept-Encoding"),
-            )
+            webhook_session(allowed=settings.callback_allowed_networks, limit=settings.delivery_concurrency)
         )
-        # A replica with a stable identity gets a stable transactional id, so its restart aborts a
-        # transaction its previous life left open at once instead of after the transaction timeout.
-        replica = settings.group_instance_id or uuid.uuid4().hex[:12]
-        writer = await stack.enter_async_context(
-            TransactionalWriter(
-                bootstrap_servers=bootstrap,
-                transactional_id=f"{layout.group_id}-{replica}",
-                metrics=self._kafka_metrics,
-                transaction_timeout_ms=DELIVERY_TRANSACTION_TIMEOUT_MS,
+        # Entered before the consumer, so left after it: the last commit needs them.
+        writers = await stack.enter_async_context(
+            PartitionWriters(
+                bootstrap_servers=bootstrap, group_id=layout.group_id, metrics=self._kafka_metrics
             )
         )
         self._dead_letters = await stack.enter_async_context(
@@ -214,9 +197,7 @@ class Deliverer:
         stack.callback(self._kafka_metrics.consumer_lag.forget, consumer)
         policy = retry_policy(settings)
         windows = Windows()
-        self._committer = Committer(
-            consumer=consumer, writer=writer, windows=windows, group_id=layout.group_id
-        )
+        self._committer = Committer(writers=writers, windows=windows, group_id=layout.group_id)
         endpoints = Endpoints(
             concurrency=settings.delivery_concurrency,
             host_concurrency=settings.delivery_host_concurrency,
@@ -246,6 +227,7 @@ class Deliverer:
             consumer=consumer,
             handler=handler,
             committer=self._committer,
+            writers=writers,
             windows=windows,
             topics=layout,
             policy=policy,

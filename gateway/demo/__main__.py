@@ -161,6 +161,8 @@ async def run_demo(stop: asyncio.Event, ports: DemoPorts) -> bool:
                 "\nevent-gateway demo is running (Ctrl-C stops it):\n"
                 f"  Kafka               {bootstrap} {kafka_note}\n"
                 f"  Dynamics simulator  {simulator.api_url}, {_CHANGES_PER_SECOND:g} changes/s\n"
+                f"  web console         {endpoints.api_url}/console/  (sign in by pasting the admin token"
+                f" {_ADMIN_TOKEN})\n"
                 f"  gateway admin API   {endpoints.api_url}  (Authorization: Bearer {_ADMIN_TOKEN})\n"
                 f"  gateway metrics     {endpoints.metrics_url}/metrics\n"
                 f"  instance            {instances} (the seed's change-tracking example)\n"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from gateway.errors import SecretKeyMismatch
 from gateway.instances._connection import PREVIOUS_SIGNATURE_KEY, SIGNATURE_KEY, SIGNATURE_ROTATED_AT
+from gateway.instances._read import child
+from gateway.instances.masking import MASK, mask_body, mask_url, unmasked_patch
 from gateway.instances.model import (
     DatesConfiguration,
     Instance,
@@ -10,7 +13,7 @@ from gateway.instances.model import (
     ResourceConfig,
     SourceConnection,
 )
-from gateway.instances.secrets import MASK, SECRET_KEYS, SecretBox, SecretKeyMismatch, mask_body
+from gateway.instances.secrets import SECRET_KEYS, SECRET_URL_KEYS, SecretBox
 from gateway.instances.validate import ELEMENT_KEYS, ValidatedInstance, apply_patch, validate_instance
 
 __all__ = [
@@ -18,6 +21,7 @@ __all__ = [
     "MASK",
     "PREVIOUS_SIGNATURE_KEY",
     "SECRET_KEYS",
+    "SECRET_URL_KEYS",
     "SIGNATURE_KEY",
     "SIGNATURE_ROTATED_AT",
     "DatesConfiguration",
@@ -29,6 +33,9 @@ __all__ = [
     "SourceConnection",
     "ValidatedInstance",
     "apply_patch",
+    "child",
     "mask_body",
+    "mask_url",
+    "unmasked_patch",
     "validate_instance",
 ]

@@ -18,6 +18,7 @@ from gateway.instances._read import (
     length_problem,
 )
 from gateway.instances.model import Notification, SourceConnection
+from gateway.instances.secrets import ENCRYPTED
 
 SOURCE_KEYS = (
     "user.username",
@@ -196,6 +197,8 @@ def _read_headers(
             report.error(child(path, name), "is not a valid header name")
         elif lowered in _RESERVED_HEADERS or lowered.startswith(_RESERVED_HEADER_PREFIXES):
             report.error(child(path, name), "is set by the gateway and cannot be configured")
+        elif name == ENCRYPTED:
+            report.error(child(path, name), "is reserved for the encrypted form of a stored value")
         elif basic_auth and lowered == "authorization":
             report.error(child(path, name), "conflicts with event.notification.basic.username")
         elif not isinstance(value, str):

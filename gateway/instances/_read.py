@@ -205,7 +205,7 @@ def http_url_problem(url: str) -> str | None:
         parts = urlsplit(url)
         _ = parts.port  # raises ValueError when the port is not a number in 0..65535
     except ValueError as exc:
-        return f"is not a valid URL: {exc}"
+        return f"is not a valid URL: {_url_error(exc)}"
     if parts.scheme not in ("http", "https"):  # urlsplit lowercases the scheme
         return "must be a URL with scheme http or https"
     if "@" in parts.netloc:
@@ -213,3 +213,14 @@ def http_url_problem(url: str) -> str | None:
     if not parts.hostname:
         return "must be a URL with a host"
     return None
+
+
+def _url_error(exc: ValueError) -> str:
+    """urllib's reason, without the part of the URL some of its messages quote: that part (a port, a
+    netloc) may hold a token, and the message reaches responses and logs."""
+    reason = str(exc)
+    if reason.startswith("Port could not be cast"):
+        return "its port is not a number"
+    if reason.startswith("netloc"):
+        return "its host has characters that NFKC normalization changes"
+    return reason.split("'", 1)[0].strip() or "it cannot be parsed"

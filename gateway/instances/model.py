@@ -58,7 +58,7 @@ class Notification:
     """Webhook delivery; `enabled` only when events are enabled and the callback URL is usable."""
 
     enabled: bool
-    callback_url: str | None
+    callback_url: str | None = field(repr=False)  # its path or query may hold a token
     signature_key: str | None = field(repr=False)
     previous_signature_key: str | None = field(default=None, repr=False)  # kept while keys rotate
     signature_rotated_at: float | None = None  # epoch seconds of the last key change

@@ -111,13 +111,12 @@ class CompactedTopicTable:
         if self._state is not _State.NEW:
             raise RuntimeError(f"table of {self._topic} cannot be started twice")
         await self._consumer.start()
-        partitions = self._partitions
-        self._consumer.assign(partitions)
-        self._table = await read_to_end(self._consumer, partitions)
-        for key, value in self._table.items():
-            await self._listener(key, value)
-        for tp in partitions:
-            self._positions[tp.partition] = await self._consumer.position(tp)
+        try:
+            await self._load()
+        except BaseException:  # the listener refused a record, say, or Kafka failed: close the consumer
+            self._state = _State.CLOSED
+            await self._consumer.stop()
+            raise
         self._task = self._watchdog.start(self._tail, name=f"tail-{self._topic}")
         self._state = _State.RUNNING
         return self
@@ -129,6 +128,15 @@ class CompactedTopicTable:
         if self._task is not None:
             await self._task.stop()
         await self._consumer.stop()
+
+    async def _load(self) -> None:
+        partitions = self._partitions
+        self._consumer.assign(partitions)
+        self._table = await read_to_end(self._consumer, partitions)
+        for key, value in self._table.items():
+            await self._listener(key, value)
+        for tp in partitions:
+            self._positions[tp.partition] = await self._consumer.position(tp)
 
     async def wait_until(self, partition: int, offset: int) -> None:
         """Return once the record at `offset` of `partition` has been applied; callers bound the wait."""

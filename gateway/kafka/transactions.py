@@ -3,7 +3,8 @@
 Pollers write a poll's events with its checkpoint; each state partition has its own writer and
 transactional id, so that when the partition moves to another replica the old owner is fenced
 (Kafka Connect's per-task transactional ids, KIP-618). Deliverers write parked retries and dead
-letters with the consumer offsets of the events they finish.
+letters with the consumer offsets of the events they finish, under one transactional id per
+delivery partition for the same reason (delivery/fencing.py).
 """
 
 from __future__ import annotations
@@ -133,6 +134,9 @@ class Transaction:
         self._pending.clear()
 
 
+# How long a cancelled transaction waits for its abort: milliseconds on a live broker, forever on a
+# dead one, and the cancelling caller (a shutdown, a revocation) has a bound of its own to keep.
+_ABORT_PATIENCE_SECONDS = 1.0
 _MAX_REQUEST_BYTES = 4 * 1024 * 1024  # the producer's max_request_size
 _LARGE_RECORD = _MAX_REQUEST_BYTES // 2  # below this, a record needs no exact size check
 _M = 0x5BD1E995
@@ -177,6 +181,27 @@ def _observe_ack(latency: Histogram, started: float, future: asyncio.Future[obje
         latency.observe(time.perf_counter() - started)
 
 
+async def _stop(producer: AIOKafkaProducer, *, broken: bool) -> None:
+    """Stop a producer. aiokafka's stop waits for the transaction requests in flight, and one that
+    looks for its coordinator while the broker is gone looks forever: a broken producer's (its
+    transaction given up, see `_abort_quietly`) are cancelled first. aiokafka has no call for this."""
+    sender = producer._sender
+    if broken:
+        for task in asyncio.all_tasks():
+            coroutine = task.get_coro()
+            frame = getattr(coroutine, "cr_frame", None)
+            name = getattr(coroutine, "__qualname__", "")
+            if frame is not None and name.startswith("Sender._do_") and frame.f_locals.get("self") is sender:
+                task.cancel()
+    try:
+        await producer.stop()
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+        await producer.client.close()  # the sender ended cancelled, by the cancellations above
+
+
 class TransactionalWriter:
     """A transactional producer; one transaction runs at a time. A producer that hits a fatal error
     is replaced before the next transaction, when `may_recover()` (if given) says it still may."""
@@ -215,6 +240,12 @@ class TransactionalWriter:
             transaction_timeout_ms=self._transaction_timeout_ms,
         )
 
+    @property
+    def broken(self) -> bool:
+        """Whether the producer hit a fatal error, such as being fenced by a newer producer of its id:
+        the next transaction replaces it, if `may_recover` allows, or fails."""
+        return self._broken
+
     async def __aenter__(self) -> TransactionalWriter:
         if self._state is not _State.NEW:
             raise RuntimeError(f"writer {self.transactional_id} cannot be started twice")
@@ -229,7 +260,7 @@ class TransactionalWriter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._state = _State.CLOSED
-        await self._producer.stop()
+        await _stop(self._producer, broken=self._broken)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -257,7 +288,9 @@ class TransactionalWriter:
                 await self._producer.commit_transaction()
             except BaseException as exc:
                 txn._discard()
-                await self._abort_quietly()
+                await self._abort_quietly(
+                    patience=_ABORT_PATIENCE_SECONDS if isinstance(exc, asyncio.CancelledError) else None
+                )
                 self._metrics.transactions.labels("aborted").inc()
                 # IllegalOperation (not a KafkaError): a send after the producer turned fatal mid-transaction.
                 if isinstance(exc, KafkaError | IllegalOperation):
@@ -266,23 +299,34 @@ class TransactionalWriter:
             self._metrics.transactions.labels("committed").inc()
             self._metrics.commit_duration.observe(time.perf_counter() - started)
 
-    async def _abort_quietly(self) -> None:
-        # A fenced or broken producer cannot abort (aiokafka asserts on the state transition);
-        # the broker aborts the transaction itself on fencing or timeout.
+    async def _abort_quietly(self, *, patience: float | None) -> None:
+        """Abort, waiting at most `patience` seconds (None: as long as it takes). A transaction whose
+        abort is not waited for is left to the coordinator, which aborts it when the id's next producer
+        starts or the transaction times out; this producer, in an unknown state, is then broken."""
+        abort = asyncio.ensure_future(self._producer.abort_transaction())
         try:
-            await asyncio.shield(self._producer.abort_transaction())
-        except (KafkaError, AssertionError):
+            await asyncio.wait({abort}, timeout=patience)
+        finally:
+            if not abort.done():
+                # A cancelled transaction must not wait for a broker that is gone: the caller gave up.
+                abort.cancel()
+                self._broken = True
+        if abort.cancelled():
+            return
+        if isinstance(abort.exception(), KafkaError | AssertionError):
             # Fenced (a newer epoch, such as the coordinator's after aborting a transaction that
             # outlived transaction_timeout_ms, e.g. through a long broker outage) or otherwise fatal:
             # this producer can never begin another transaction.
             self._broken = True
+        else:
+            abort.result()  # anything else is a bug: raise it
 
     async def _replace_producer(self) -> None:
         """A new producer under the same transactional id: starting it aborts whatever the old one left
         open, and the poll that failed is retried from the last committed checkpoint."""
         old, self._producer = self._producer, self._new_producer()
         with contextlib.suppress(KafkaError):
-            await old.stop()
+            await _stop(old, broken=True)
         try:
             await self._producer.start()
         except KafkaError as exc:

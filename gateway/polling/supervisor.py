@@ -19,6 +19,7 @@ from gateway.kafka.transactions import TransactionalWriter
 from gateway.logs import task_context
 from gateway.metrics import PollingMetrics
 from gateway.polling.checkpoint import Checkpoint
+from gateway.polling.status import PollStatus
 from gateway.polling.task import PollerPlacement, ResourcePoller
 from gateway.sources.base import Source
 from gateway.tasks import Watchdog, cancel_and_wait
@@ -77,6 +78,7 @@ class PollerSupervisor:
         self._overlap_seconds = overlap_seconds
         self._limiter = asyncio.Semaphore(poll_concurrency)
         self._metrics = metrics
+        self.status = PollStatus()  # the last poll of each resource polled here, for the console
         self._event_mode = event_mode
         self._partitions: dict[int, _Partition] = {}
         self._state = _State.NEW
@@ -115,6 +117,7 @@ class PollerSupervisor:
         if owned is not None:
             for instance_id in list(owned.pollers):
                 await self._stop(owned, instance_id)
+                self.status.forget(instance_id)
 
     async def apply(self, instance_id: str, instance: Instance | None) -> None:
         """Bring the running pollers of one instance in line with its configuration (None: deleted)."""
@@ -123,7 +126,9 @@ class PollerSupervisor:
             return
         await self._stop(owned, instance_id)
         if instance is None or not instance.polling_enabled:
+            self.status.forget(instance_id)
             return
+        self.status.track(instance.id, frozenset(resource.name for resource in instance.resources))
         source = self._source_factory(instance)
         partition = state_partition(instance.id, self._state_partitions)
         started = []
@@ -141,6 +146,7 @@ class PollerSupervisor:
                 overlap_seconds=self._overlap_seconds,
                 topic_partitions=self._topic_partitions,
                 metrics=self._metrics,
+                status=self.status,
                 limiter=self._limiter,
                 event_mode=self._event_mode,
             )

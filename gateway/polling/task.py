@@ -21,6 +21,7 @@ from gateway.kafka.transactions import Record, Transaction, TransactionalWriter
 from gateway.metrics import PollingMetrics
 from gateway.polling.changes import Change, ChangeReader, Skipped, deleted
 from gateway.polling.checkpoint import Checkpoint, WindowFilter
+from gateway.polling.status import PollReport, PollStatus
 from gateway.sources.base import FetchRequest, Source, SourcePage
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class PollOutcome:
     published: Counter[tuple[str, str]]  # (object type, event type) -> events
     skipped: int
     checkpoint: Checkpoint
+    fetched: int = 0  # records read from the source
 
     @property
     def events(self) -> int:
@@ -88,6 +90,7 @@ class ResourcePoller:
         overlap_seconds: float,
         topic_partitions: int,
         metrics: PollingMetrics,
+        status: PollStatus,
         limiter: asyncio.Semaphore,
         event_mode: Mode = "structured",
         clock: Clock = time.time,
@@ -105,6 +108,7 @@ class ResourcePoller:
         self._overlap_ms = int(overlap_seconds * 1000)
         self._topic_partitions = topic_partitions
         self._metrics = metrics
+        self._status = status
         self._limiter = limiter
         self._event_mode = event_mode
         self._clock = clock
@@ -141,8 +145,9 @@ class ResourcePoller:
 
     async def poll_safely(self) -> PollOutcome | None:
         """One poll; a failure is counted and logged, and leaves the checkpoint where it was."""
+        started_at, started = self._clock(), time.perf_counter()
         try:
-            return await self.poll_once()
+            outcome = await self.poll_once()
         except GatewayError as exc:
             self._metrics.polls.labels(self.resource.name, "failed").inc()
             logger.warning(
@@ -154,7 +159,28 @@ class ResourcePoller:
                     "error": type(exc).__name__,
                 },
             )
+            self._report(started_at, started, error=str(exc))
             return None
+        self._report(started_at, started, outcome=outcome)
+        return outcome
+
+    def _report(
+        self,
+        started_at: float,
+        started: float,
+        *,
+        outcome: PollOutcome | None = None,
+        error: str | None = None,
+    ) -> None:
+        report = PollReport(
+            at=started_at,
+            ok=error is None,
+            duration_seconds=time.perf_counter() - started,
+            fetched=0 if outcome is None else outcome.fetched,
+            published=0 if outcome is None else outcome.events,
+            error=error,
+        )
+        self._status.record(self.instance.id, self.resource.name, report)
 
     async def poll_once(self) -> PollOutcome:
         started = time.perf_counter()
@@ -215,9 +241,10 @@ class ResourcePoller:
         )
         request = FetchRequest(resource=self.resource, url=url, cursor=checkpoint.cursor)
         published: Counter[tuple[str, str]] = Counter()
-        skipped = 0
+        skipped = fetched = 0
         cursor = checkpoint.cursor
         async for page in self._source.pages(request):
+            fetched += len(page.records)
             tracked = request.cursor is not None or page.baseline
             changes, page_skipped = self._changes(page, window, tracked=tracked)
             skipped += page_skipped
@@ -239,7 +266,7 @@ class ResourcePoller:
                 cursor=cursor,
                 seen=after.seen,
             )
-        return PollOutcome(published=published, skipped=skipped, checkpoint=after)
+        return PollOutcome(published=published, skipped=skipped, checkpoint=after, fetched=fetched)
 
     def _changes(self, page: SourcePage, window: WindowFilter, *, tracked: bool) -> tuple[list[Change], int]:
         changes: list[Change] = []
@@ -280,8 +307,20 @@ class ResourcePoller:
                 object_id=change.object_id,
                 event_type=change.event_type.value,
                 time_ms=seen_ms if updated_ms is None else updated_ms,
-                # A delete has no updated date; the cursor it was read from identifies it across re-polls.
-                version=str(cursor) if updated_ms is None else str(updated_ms),
+                version=_version(change, cursor),
                 raw=change.record,
                 snapshot=snapshot,
             )
+
+
+def _version(change: Change, cursor: str | None) -> str:
+    """What tells this change of its row from the others, the same on every re-poll of it.
+
+    Dataverse dates have second precision, so a row written twice within a second shows the same
+    updated date twice: its etag (`W/"<versionnumber>"`, new on every write) tells the two apart.
+    A delete has no updated date; the cursor it was read from identifies it instead.
+    """
+    if change.updated_ms is None:
+        return str(cursor)
+    etag = change.record.get("etag")
+    return f"{change.updated_ms}" if etag is None else f"{change.updated_ms}:{etag}"

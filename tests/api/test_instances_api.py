@@ -166,3 +166,18 @@ async def test_a_new_signature_key_keeps_the_previous_one_for_the_rotation(
         configuration = (await response.json())["configuration"]
     assert configuration["event.notification.signature.previous.key"] == "********"
     assert configuration["event.notification.signature.rotated.at"] > 0
+
+
+async def test_a_refused_callback_is_told_with_the_bodys_other_problems(
+    api: aiohttp.ClientSession, simulator: Simulator
+) -> None:
+    body = seed_instance("2016", simulator)
+    body["configuration"]["event.notification.callback.url"] = "http://10.0.0.5/hook"
+    del body["configuration"]["event.poller.configuration"]["accounts"]["idField"]
+    async with api.post("/instances", json=body) as response:
+        assert response.status == 400
+        paths = {e["path"] for e in (await response.json())["errors"]}
+    assert paths == {
+        "$.configuration['event.notification.callback.url']",
+        "$.configuration['event.poller.configuration'].accounts.idField",
+    }

@@ -11,15 +11,25 @@ _METHODS = {"GET", "POST", "PATCH", "PUT", "DELETE"}
 
 
 def _routed() -> set[tuple[str, str]]:
+    """The API's routes; the console's pages (/console/) are not part of the API."""
     # Routing does not touch the dependencies, so none is needed to list the routes.
     unused = cast(Any, None)
     app = create_api_app(
-        instance_log=unused, admin_token="t", health=Health(), poller_group=unused, dead_letters=unused
+        instance_log=unused,
+        admin_token="t",
+        health=Health(),
+        poller_group=unused,
+        dead_letters=unused,
+        event_tail=unused,
+        test_events=unused,
+        rates=unused,
     )
     return {
         (route.method, route.resource.canonical)
         for route in app.router.routes()
-        if route.method in _METHODS and route.resource is not None
+        if route.method in _METHODS
+        and route.resource is not None
+        and not route.resource.canonical.startswith("/console")
     }
 
 

@@ -1,7 +1,7 @@
 """Every benchmark of `make bench` at a tiny size, so that none rots while it runs outside `make test`.
 
 They say nothing about speed: they check that each one starts its processes, measures, and reports a
-result of the expected shape with a positive rate. The five run at once, to stay within seconds.
+result of the expected shape with a positive rate. The six run at once, to stay within seconds.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from bench import delivery, idle, ingest, latency, profile
+from bench import delivery, fencing, idle, ingest, latency, profile
 from bench._report import Result, table
 
 KEYS = {"name", "rate", "unit", "baseline", "ratio", "checks", "pass", "details", "config", "notes"}
@@ -50,6 +50,9 @@ async def test_every_benchmark_runs_at_a_tiny_size(kafka_bootstrap: str, tmp_pat
             bootstrap=kafka_bootstrap,
             log_dir=tmp_path,
         ),
+        "fencing": fencing.run(
+            fencing.FencingConfig(partitions=2, rounds=3), bootstrap=kafka_bootstrap, log_dir=tmp_path
+        ),
         "profile": profile.run(
             profile.ProfileConfig(ingest=_INGEST, delivery=_DELIVERY, kind="cprofile"),
             bootstrap=kafka_bootstrap,
@@ -71,6 +74,9 @@ async def test_every_benchmark_runs_at_a_tiny_size(kafka_bootstrap: str, tmp_pat
     idled = _document(results["idle"], "idle", baseline=False)
     assert [step["pollers"] for step in idled["details"]["steps"]] == [7, 14, 21]
     assert len(idled["checks"]) == 4
+
+    fenced = _document(results["fencing"], "fencing", baseline=True)
+    assert fenced["details"]["producer_start_seconds"] > 0
 
     profiled = _document(results["profile"], "profile", baseline=False)
     assert profiled["details"]["ingest"]["top_own"]

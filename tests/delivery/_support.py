@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -29,7 +31,7 @@ from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.metrics import KafkaMetrics, TaskMetrics
 from gateway.settings import Settings
 from gateway.tasks import Watchdog
-from tests.conftest import wait_for
+from tests.conftest import ROOT, wait_for
 from tests.instances.seed_examples import seed_bodies
 
 KEY = "MySecretEventSignatureKey"
@@ -267,3 +269,40 @@ def schema_validator(name: str) -> Draft202012Validator:
     )
     schema = orjson.loads((SCHEMAS / name).read_bytes())
     return Draft202012Validator(schema, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+@asynccontextmanager
+async def deliverer_process(
+    settings: Settings, instances: dict[str, str], tmp: Path
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A deliverer in a process of its own (`_deliverer_main`), ready once entered, killed on exit.
+    `instances` maps instance ids to callback URLs; its log goes to `tmp/deliverer.log`."""
+    config = tmp / "deliverer.json"
+    config.write_bytes(
+        orjson.dumps(
+            {
+                "settings": settings.model_dump(mode="json", exclude={"secret_key", "admin_token"}),
+                "instances": instances,
+            }
+        )
+    )
+    with (tmp / "deliverer.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.delivery._deliverer_main",
+            str(config),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(30):
+            assert (await process.stdout.readline()).strip() == b"ready"
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()

@@ -4,21 +4,17 @@ received at least once, and a duplicate carries the same webhook-id as the origi
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import orjson
 from prometheus_client import CollectorRegistry
 
 from gateway.settings import Settings
-from tests.conftest import ROOT, wait_for
+from tests.conftest import wait_for
 from tests.delivery._support import (
     change,
     committed,
+    deliverer_process,
     delivering,
     delivery_settings,
     produce,
@@ -27,40 +23,6 @@ from tests.delivery._support import (
 )
 
 N = 10_000
-
-
-@contextlib.asynccontextmanager
-async def deliverer_process(
-    settings: Settings, instances: dict[str, str], tmp: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    config = tmp / "deliverer.json"
-    config.write_bytes(
-        orjson.dumps(
-            {
-                "settings": settings.model_dump(mode="json", exclude={"secret_key", "admin_token"}),
-                "instances": instances,
-            }
-        )
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.delivery._deliverer_main",
-        str(config),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        assert process.stdout is not None
-        async with asyncio.timeout(30):
-            assert (await process.stdout.readline()).strip() == b"ready"
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
 
 
 async def test_a_killed_deliverer_loses_nothing_and_repeats_with_the_same_ids(

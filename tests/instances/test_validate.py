@@ -324,6 +324,7 @@ def test_secrets_stay_out_of_reprs_and_problems(body: dict[str, Any]) -> None:
             "user.password": "hunter2-password",
             "event.notification.signature.key": "hunter2-signature",
             "event.notification.callback.headers": {"X-Api-Key": "hunter2-header"},
+            "event.notification.callback.url": "https://hooks.example.com/in?token=hunter2-callback",
         }
     )
     assert "hunter2" not in repr(validate_instance(body).instance)

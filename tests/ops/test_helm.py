@@ -218,6 +218,21 @@ def test_given_secret_values_are_used() -> None:
     assert base64.b64decode(secret["data"]["admin-token"]).decode() == "ci-admin-token-not-a-real-one"
 
 
+def test_previous_secret_keys_reach_every_container_only_while_they_are_set() -> None:
+    rendered = render()
+    assert "secret-key-previous" not in rendered.one("Secret", "gw-event-gateway")["data"]
+    for workload in render("--set", "mode=split").workloads:
+        env = _env(_containers(workload)[0])
+        assert env["GATEWAY_SECRET_KEY_PREVIOUS"]["valueFrom"]["secretKeyRef"] == {
+            "name": "gw-event-gateway",
+            "key": "secret-key-previous",
+            "optional": True,  # unset, not empty, when the Secret has none
+        }
+    secret = render(*FULL).one("Secret", "gw-event-gateway")
+    previous = base64.b64decode(secret["data"]["secret-key-previous"]).decode()
+    assert previous == "ci-previous-key-not-a-real-one-0123456789,ci-older-key-not-a-real-one-0123456789"
+
+
 def test_an_existing_secret_replaces_the_charts() -> None:
     rendered = render("--set", "secret.existingSecret=vault-synced", "--set", "secret.secretKeyKey=key")
     assert not rendered.of("Secret")
@@ -454,6 +469,8 @@ def test_checkpoint_age_threshold_follows_the_refresh_interval() -> None:
         (["--set", "config.GATEWAY_SECRET_KEY=x"], "GATEWAY_SECRET_KEY"),
         (["--set", "config.kafka=x"], "kafka"),
         (["--set", "secret.secretKey=too-short"], "secretKey"),
+        (["--set", "secret.previousSecretKeys=too-short"], "previousSecretKeys"),
+        (["--set", "config.GATEWAY_SECRET_KEY_PREVIOUS=x"], "GATEWAY_SECRET_KEY_PREVIOUS"),
         (["--set", "replicas=3"], "replicas"),
         (["--set", "config.GATEWAY_LEAVE_GROUP_ON_SHUTDOWN=always"], "GATEWAY_LEAVE_GROUP_ON_SHUTDOWN"),
         (["--set", "poller.leaveGroupOnShutdown=sometimes"], "leaveGroupOnShutdown"),
@@ -463,6 +480,8 @@ def test_checkpoint_age_threshold_follows_the_refresh_interval() -> None:
         "secret-in-config",
         "not-a-setting",
         "short-key",
+        "short-previous-key",
+        "previous-key-in-config",
         "unknown-key",
         "per-pod-in-config",
         "unknown-leave",

@@ -12,7 +12,7 @@ from gateway.settings import Settings
 from gateway.sim import Simulator
 from tests.conftest import seed_instance, wait_for
 from tests.instances.seed_examples import SEED_RESOURCES, with_poller_as_string
-from tests.polling._support import HOUR_AGO, TABLES, create, events, insert, polls
+from tests.polling._support import HOUR_AGO, TABLES, create, events, insert, only, polls
 
 
 @pytest.mark.parametrize("as_string", [False, True], ids=["object", "escaped-string"])
@@ -54,3 +54,20 @@ async def test_seed_change_tracking_instance_publishes_created_updated_deleted_f
         assert age is not None
         assert 0 <= age < 30
         assert {e["type"] for e in got} == {f"crm.{resource}.{t}" for t in ("created", "updated", "deleted")}
+
+
+async def test_two_writes_of_a_row_within_one_second_are_two_events_with_two_ids(
+    settings: Settings, simulator: Simulator, api: aiohttp.ClientSession, registry: CollectorRegistry
+) -> None:
+    # Dataverse dates have second precision: the two writes show the same modifiedon, and only the
+    # etag tells them apart. One id for both would let a receiver that dedupes by id drop the second.
+    await create(api, only(seed_instance("2016", simulator), "accounts"))
+    await wait_for(lambda: polls(registry, "accounts") >= 1)
+    same_second = {"createdon": HOUR_AGO, "modifiedon": HOUR_AGO}
+    row = insert(simulator, "accounts", same_second)
+    await events(settings, "accounts", expect=1)
+    simulator.state.update("accounts", row, {"description": "second write", **same_second})
+    got = await events(settings, "accounts", expect=2)
+    assert [e["subject"] for e in got] == [row, row]
+    assert [e["data"]["raw"]["attributes"].get("description") for e in got][1] == "second write"
+    assert len({e["id"] for e in got}) == 2

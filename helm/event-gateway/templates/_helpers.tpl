@@ -159,6 +159,12 @@ spec:
             secretKeyRef:
               name: {{ include "event-gateway.secretName" $root }}
               key: {{ $values.secret.secretKeyKey }}
+        - name: GATEWAY_SECRET_KEY_PREVIOUS
+          valueFrom:
+            secretKeyRef:
+              name: {{ include "event-gateway.secretName" $root }}
+              key: {{ $values.secret.previousSecretKeysKey }}
+              optional: true
         {{- if and (eq .role "poller") .spec.staticMembership }}
         - name: GATEWAY_GROUP_INSTANCE_ID
           valueFrom:
