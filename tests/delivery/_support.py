@@ -107,20 +107,26 @@ class Receiver:
 
 
 @asynccontextmanager
-async def receiving(behaviour: Behaviour = ok, *, host: str = "127.0.0.1") -> AsyncIterator[Receiver]:
-    receiver = Receiver(behaviour)
+async def listening(receiver: Receiver, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[int]:
+    """Serve `receiver` on `host:port` (0: a free port) until the block exits; the port. On exit the
+    listening socket and every open connection close, and requests still running are cancelled."""
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", receiver._handle)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
     await runner.setup()
-    site = web.TCPSite(runner, host, 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    receiver.url = f"http://{host}:{port}/hooks/in?token=s3cret"
     try:
-        yield receiver
+        await web.TCPSite(runner, host, port).start()
+        yield runner.addresses[0][1]
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def receiving(behaviour: Behaviour = ok, *, host: str = "127.0.0.1") -> AsyncIterator[Receiver]:
+    receiver = Receiver(behaviour)
+    async with listening(receiver, host=host) as port:
+        receiver.url = f"http://{host}:{port}/hooks/in?token=s3cret"
+        yield receiver
 
 
 def webhook_instance(
