@@ -147,13 +147,27 @@ class EventEncoder:
         version: str,
         raw: Mapping[str, Any],
         snapshot: bool = False,
+        resync: bool = False,
+        changed: Sequence[str] | None = None,
+        previous: Mapping[str, Any] | None = None,
     ) -> tuple[bytes, bytes, Headers]:
-        """The Kafka key, value and headers of one event: what `encode` gives for the same ChangeEvent."""
+        """The Kafka key, value and headers of one event: what `encode` gives for the same ChangeEvent.
+
+        `changed` (an UPDATED event's columns that differ from the row's last published state, None
+        when that state is unknown) and `previous` (their values before) go into `data` as
+        `changedAttributes` and `previous`; `resync` marks the events of a resynchronisation.
+        """
         key = f"{self.instance_id}:{object_id}".encode()
         moment = rfc3339(time_ms)
         identity = event_id(self.instance_id, self.object_type, object_id, event_type, version)
         envelope = self.attributes(object_id, event_type, moment, snapshot, identity)
+        if resync:
+            envelope["resync"] = True
         data = self.data(object_id, event_type, moment, raw)
+        if changed is not None:
+            data["changedAttributes"] = changed
+            if previous is not None:
+                data["previous"] = previous
         if self.mode == "structured":
             envelope["data"] = data
             return key, orjson.dumps(envelope), [("content-type", STRUCTURED_CONTENT_TYPE)]
@@ -203,9 +217,10 @@ def decode(value: bytes, headers: Sequence[tuple[str, bytes]]) -> dict[str, Any]
             envelope: dict[str, Any] = {
                 name[3:]: raw for name, raw in header_map.items() if name.startswith("ce_")
             }
-            if "snapshot" in envelope:
-                # Binary mode carries every attribute as a string; ours is a boolean.
-                envelope["snapshot"] = envelope["snapshot"] == "true"
+            for flag in ("snapshot", "resync"):
+                if flag in envelope:
+                    # Binary mode carries every attribute as a string; ours are booleans.
+                    envelope[flag] = envelope[flag] == "true"
             envelope["data"] = orjson.loads(value)
             return envelope
         envelope = orjson.loads(value)

@@ -147,6 +147,20 @@ class PollingMetrics:
             ["resource", "record"],
             registry=registry,
         )
+        self.unchanged_rows = Counter(
+            "gateway_unchanged_rows_total",
+            "Rows the source reported as changed whose columns were as last published (a save without "
+            "changes, a re-read): no event.",
+            ["resource"],
+            registry=registry,
+        )
+        self.resyncs = Counter(
+            "gateway_resyncs_total",
+            "Change-tracking resynchronisations: the source refused the stored cursor, so a full snapshot "
+            "was read and only what differed from the last published state was published.",
+            ["resource"],
+            registry=registry,
+        )
         self.checkpoint_ages = CheckpointAges(per_instance=per_instance)
         registry.register(self.checkpoint_ages)
         self.pollers_running = Gauge("gateway_pollers_running", "Poller tasks running.", registry=registry)

@@ -124,7 +124,10 @@ async def start_gateway(
         admin = await stack.enter_async_context(
             TopicAdmin(bootstrap_servers=bootstrap, replication_factor=settings.topic_replication_factor)
         )
-        for name in (topics.instances, topics.checkpoints):
+        state_topics = [topics.instances, topics.checkpoints]
+        if settings.row_state:
+            state_topics.append(topics.row_state)
+        for name in state_topics:
             await admin.ensure(name, partitions=settings.state_partitions, compacted=True)
         departure = _departure(settings, admin)
         health.watch("kafka", lambda: True)
@@ -302,6 +305,7 @@ async def _start_pollers(
         bootstrap_servers=bootstrap,
         instances_topic=topics.instances,
         checkpoints_topic=topics.checkpoints,
+        row_state_topic=topics.row_state if settings.row_state else None,
         group_id=poller_group_id(settings),
         group_instance_id=settings.group_instance_id,
         replica_id=replica,

@@ -134,6 +134,11 @@ class Settings(BaseSettings):
         "structured",
         description="CloudEvents Kafka binding: whole event in the value, or attributes in `ce_` headers.",
     )
+    row_state: bool = Field(
+        True,
+        description="Keep each row's last published state in the row-state topic: UPDATED events say "
+        "which columns changed, saves without changes publish nothing, an expired change token resyncs.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     delivery_timeout_seconds: float = Field(
         15.0, gt=0, description="Timeout of one webhook request, connecting included."

@@ -12,6 +12,7 @@ from gateway.events import EventDecodeError
 BodyFormat = Literal["elements", "cloudevents"]
 
 _EVENT_ITEM_FIELDS = ("eventType", "objectId", "objectType", "elementKey", "date")
+_CHANGE_FIELDS = ("changedAttributes", "previous")  # only on UPDATED events of a known row
 
 
 def render_body(event: Mapping[str, Any], fmt: BodyFormat) -> bytes:
@@ -37,7 +38,7 @@ def _elements_message(event: Mapping[str, Any]) -> dict[str, Any]:
             "instanceName": data["instanceName"],
             "instanceTags": data["tags"],
             "elementKey": data["elementKey"],
-            "events": [{name: data[name] for name in _EVENT_ITEM_FIELDS}],
+            "events": [_event_item(data)],
             "raw": data["raw"],
         }
     except (KeyError, TypeError) as exc:
@@ -45,3 +46,11 @@ def _elements_message(event: Mapping[str, Any]) -> dict[str, Any]:
             f"event {event.get('id')!r} cannot be rendered as a Cloud Elements notification: "
             f"{type(exc).__name__} {exc}"
         ) from exc
+
+
+def _event_item(data: Mapping[str, Any]) -> dict[str, Any]:
+    item = {name: data[name] for name in _EVENT_ITEM_FIELDS}
+    for name in _CHANGE_FIELDS:
+        if name in data:
+            item[name] = data[name]
+    return item

@@ -48,6 +48,7 @@ RESOURCE_KEYS = (
     "filterByCurrentDate",
     "snapshot",
     "primaryKey",
+    "previousValues",
 )
 DATES_KEYS = (
     "updatedDateField",
@@ -98,6 +99,7 @@ def _read_resource(
     filter_by_updated_date = get_bool(report, spec, "filterByUpdatedDate", path, default=True)
     filter_by_current_date = get_bool(report, spec, "filterByCurrentDate", path, default=False)
     snapshot = get_bool(report, spec, "snapshot", path, default=False)
+    previous_values = get_bool(report, spec, "previousValues", path, default=False)
     primary_key = get_string(report, spec, "primaryKey", path)
     if primary_key is not None and not _LOGICAL_NAME.fullmatch(primary_key):
         report.error(child(path, "primaryKey"), "must be a column's logical name, such as accountid")
@@ -121,6 +123,7 @@ def _read_resource(
         filter_by_current_date=filter_by_current_date,
         snapshot=snapshot,
         primary_key=primary_key,
+        previous_values=previous_values,
     )
 
 

@@ -39,6 +39,7 @@ class ResourceConfig:
     filter_by_current_date: bool = False
     snapshot: bool = False  # emit existing rows on the first change-tracking call
     primary_key: str | None = None  # override of the table's primary key, for custom tables
+    previous_values: bool = False  # UPDATED events carry the changed columns' previous values
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,11 @@ class TopicNames:
     def checkpoints(self) -> str:
         return f"{self.state_prefix}.checkpoints"
 
+    @property
+    def row_state(self) -> str:
+        """Each row's last published state, co-partitioned with the checkpoints (polling/row_state.py)."""
+        return f"{self.state_prefix}.row-state"
+
 
 @dataclass(frozen=True, slots=True)
 class GroupMember:

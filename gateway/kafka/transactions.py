@@ -32,6 +32,7 @@ from gateway.metrics import KafkaMetrics
 
 Headers = Sequence[tuple[str, bytes]]
 Record = tuple[bytes, bytes, Headers]  # key, value, headers
+StateRecord = tuple[bytes, bytes | None, Headers]  # a record of a compacted topic: None is a tombstone
 _log = logging.getLogger(__name__)
 
 
@@ -85,11 +86,14 @@ class Transaction:
             future.add_done_callback(partial(_observe_ack, sampled, started))
         self._pending.append(_Pending(future, topic, len(key or b"") + len(value or b"")))
 
-    async def send_many(self, topic: str, records: Iterable[Record]) -> None:
-        """Send keyed records `(key, value, headers)`, each to the partition the default partitioner
-        picks for its key (murmur2), like `send` but in batches built here: no future, no partitioner
-        call and no accumulator lookup per record, which makes a large poll's produce several times
-        cheaper. The last batches go out when the transaction commits or another send comes."""
+    async def send_many(
+        self, topic: str, records: Iterable[StateRecord], *, partition: int | None = None
+    ) -> None:
+        """Send keyed records `(key, value, headers)`, each to `partition` or else to the partition the
+        default partitioner picks for its key (murmur2), like `send` but in batches built here: no
+        future, no partitioner call and no accumulator lookup per record, which makes a large poll's
+        produce several times cheaper. A value of None is a tombstone. The last batches go out when
+        the transaction commits or another send comes."""
         partitions = self._partitions.get(topic)
         if partitions is None:
             partitions = self._partitions[topic] = sorted(await self._producer.partitions_for(topic))
@@ -97,16 +101,19 @@ class Transaction:
         batches = self._batches
         producer = self._producer
         for key, value, headers in records:
-            if len(key) + len(value) > _LARGE_RECORD:
+            if len(key) + len(value or b"") > _LARGE_RECORD:
                 _check_size(topic, key, value, headers)
-            partition = partitions[(_murmur2(key) & 0x7FFFFFFF) % count]
-            batch = batches.get((topic, partition))
+            if partition is None:
+                partition_of_key = partitions[(_murmur2(key) & 0x7FFFFFFF) % count]
+            else:
+                partition_of_key = partition
+            batch = batches.get((topic, partition_of_key))
             if batch is None:
-                batch = batches[(topic, partition)] = producer.create_batch()
+                batch = batches[(topic, partition_of_key)] = producer.create_batch()
             if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                del batches[(topic, partition)]
-                await self._submit(topic, partition, batch)
-                batch = batches[(topic, partition)] = producer.create_batch()
+                del batches[(topic, partition_of_key)]
+                await self._submit(topic, partition_of_key, batch)
+                batch = batches[(topic, partition_of_key)] = producer.create_batch()
                 batch.append(timestamp=None, key=key, value=value, headers=headers)  # a first one fits
 
     async def _submit(self, topic: str, partition: int, batch: Any) -> None:
@@ -176,7 +183,7 @@ def _size(key: bytes | None, value: bytes | None, headers: Headers | None) -> in
     return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers or ())))
 
 
-def _check_size(topic: str, key: bytes, value: bytes, headers: Headers) -> None:
+def _check_size(topic: str, key: bytes, value: bytes | None, headers: Headers) -> None:
     """What `AIOKafkaProducer.send` checks before it queues a record."""
     size = _size(key, value, headers)
     if size > _MAX_REQUEST_BYTES:

@@ -54,6 +54,7 @@ from gateway.kafka.compacted import read_table
 from gateway.kafka.topics import TopicAdmin
 from gateway.kafka.transactions import TransactionalWriter
 from gateway.metrics import ConsumerLag, PollingMetrics
+from gateway.polling.row_state import group_row_states
 from gateway.polling.stored import load_checkpoints
 from gateway.polling.supervisor import PollerSupervisor
 from gateway.tasks import VitalTask, Watchdog
@@ -89,6 +90,7 @@ class MembershipConfig:
     bootstrap_servers: str
     instances_topic: str
     checkpoints_topic: str
+    row_state_topic: str | None  # None: no row state is kept
     group_id: str
     group_instance_id: str | None
     replica_id: str
@@ -188,6 +190,13 @@ class PollerMembership:
                 self._config.bootstrap_servers, self._config.checkpoints_topic, [partition]
             )
             checkpoints = load_checkpoints(raw)
+            rows = None
+            if self._config.row_state_topic is not None:
+                rows = group_row_states(
+                    await read_table(
+                        self._config.bootstrap_servers, self._config.row_state_topic, [partition]
+                    )
+                )
             end = (await self._consumer.end_offsets([tp]))[tp]
             await self._consumer.seek_to_beginning(tp)
         except BaseException:
@@ -198,7 +207,7 @@ class PollerMembership:
             return
         self._writers[partition] = stack
         self._positions[partition] = 0
-        self._supervisor.acquire(partition, writer, checkpoints)
+        self._supervisor.acquire(partition, writer, checkpoints, rows)
         self._loading[partition] = _Loading(end=end)
         self._metrics.partitions_owned.inc()
         logger.info("state partition assigned", extra={"partition": partition})

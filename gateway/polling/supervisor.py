@@ -19,6 +19,7 @@ from gateway.kafka.transactions import TransactionalWriter
 from gateway.logs import task_context
 from gateway.metrics import PollingMetrics
 from gateway.polling.checkpoint import Checkpoint
+from gateway.polling.row_state import RowStates
 from gateway.polling.status import PollStatus
 from gateway.polling.task import PollerPlacement, ResourcePoller
 from gateway.sources.base import Source
@@ -51,6 +52,7 @@ class _Partition:
 
     writer: TransactionalWriter
     checkpoints: dict[str, Checkpoint]
+    rows: dict[tuple[str, str], RowStates] | None  # by (instance id, resource); None: no row state
     pollers: dict[str, list[tuple[ResourcePoller, asyncio.Task[None]]]] = field(default_factory=dict)
 
 
@@ -106,10 +108,19 @@ class PollerSupervisor:
         return {p: sorted(owned.pollers) for p, owned in sorted(self._partitions.items())}
 
     def acquire(
-        self, partition: int, writer: TransactionalWriter, checkpoints: Mapping[str, Checkpoint]
+        self,
+        partition: int,
+        writer: TransactionalWriter,
+        checkpoints: Mapping[str, Checkpoint],
+        rows: Mapping[tuple[str, str], dict[str, bytes]] | None = None,
     ) -> None:
-        """Take a state partition over; its instances are then applied one by one."""
-        self._partitions[partition] = _Partition(writer=writer, checkpoints=dict(checkpoints))
+        """Take a state partition over, with its checkpoints and row states (None: none kept); its
+        instances are then applied one by one."""
+        self._partitions[partition] = _Partition(
+            writer=writer,
+            checkpoints=dict(checkpoints),
+            rows=None if rows is None else {key: RowStates(states) for key, states in rows.items()},
+        )
 
     async def release(self, partition: int) -> None:
         """Stop every poller of the partition; a transaction in flight is aborted by the cancellation."""
@@ -148,6 +159,9 @@ class PollerSupervisor:
                 metrics=self._metrics,
                 status=self.status,
                 limiter=self._limiter,
+                rows=None
+                if owned.rows is None
+                else owned.rows.setdefault((instance.id, resource.name), RowStates()),
                 event_mode=self._event_mode,
             )
             self._metrics.checkpoint_ages.track(instance.id, resource.name, poller.committed_at)

@@ -12,15 +12,26 @@ from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from gateway.errors import GatewayError, RecordTooLarge
 from gateway.events import EventEncoder, Mode
 from gateway.instances.model import Instance, ResourceConfig
 from gateway.kafka.topics import TopicAdmin, TopicNames
-from gateway.kafka.transactions import Record, Transaction, TransactionalWriter
+from gateway.kafka.transactions import Record, StateRecord, Transaction, TransactionalWriter
 from gateway.metrics import PollingMetrics
-from gateway.polling.changes import Change, ChangeReader, Skipped, deleted
+from gateway.polling.changes import Change, ChangeReader, EventType, Skipped, deleted
 from gateway.polling.checkpoint import Checkpoint, WindowFilter
+from gateway.polling.row_state import (
+    RowStates,
+    changed_columns,
+    columns_of,
+    decode_state,
+    digests,
+    encode_state,
+    ignored_columns,
+    row_key,
+)
 from gateway.polling.status import PollReport, PollStatus
 from gateway.polling.stored import MAX_RECORD_BYTES, StoredRecord, checkpoint_records, stored_parts
 from gateway.sources.base import FetchRequest, Source, SourcePage
@@ -38,6 +49,15 @@ class PollerPlacement:
 
     checkpoint_key: str
     state_partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """A change to publish, with what the row state tells of it (None: the row's state is unknown)."""
+
+    change: Change
+    changed: list[str] | None = None
+    previous: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +113,7 @@ class ResourcePoller:
         metrics: PollingMetrics,
         status: PollStatus,
         limiter: asyncio.Semaphore,
+        rows: RowStates | None = None,
         event_mode: Mode = "structured",
         clock: Clock = time.time,
     ) -> None:
@@ -120,6 +141,8 @@ class ResourcePoller:
         self._event_mode = event_mode
         self._clock = clock
         self._reader = ChangeReader(resource)
+        self._rows = rows  # None: the gateway keeps no row state (GATEWAY_ROW_STATE=false)
+        self._ignored = ignored_columns(resource.dates.updated_field)
         self._committed_at: float | None = None
         self._event_topic = topics.events(resource.hub, resource.object_type)
         self._encoder = EventEncoder(
@@ -220,6 +243,7 @@ class ResourcePoller:
             async with self._limiter, AsyncExitStack() as stack:
                 txn = _LazyTransaction(self._writer, stack)
                 outcome = await self._drain(checkpoint, txn)
+                await self._store_rows(txn)
                 if self._must_store(outcome.checkpoint, published=txn.begun, now=started_at):
                     stored = self._checkpoint_records(outcome.checkpoint)
                     opened = await txn.get()
@@ -231,9 +255,15 @@ class ResourcePoller:
                             partition=self._placement.state_partition,
                         )
         except RecordTooLarge as exc:
+            self._discard_rows()
             limit = exc.limit if exc.limit is not None else await self._admin.max_message_bytes(exc.topic)
             raise exc.of(self.resource.name, limit=limit) from exc
+        except BaseException:
+            self._discard_rows()
+            raise
         # Only a poll that completed (and committed, if it wrote) moves the checkpoint in memory.
+        if self._rows is not None:
+            self._rows.commit()
         self._checkpoint = outcome.checkpoint
         if stored:
             self._stored, self._stored_at = outcome.checkpoint, started_at
@@ -287,20 +317,37 @@ class ResourcePoller:
         published: Counter[tuple[str, str]] = Counter()
         skipped = fetched = 0
         cursor = checkpoint.cursor
+        listed: set[str] | None = None  # the rows of a resynchronisation's snapshot
         async for page in self._source.pages(request):
             fetched += len(page.records)
             tracked = request.cursor is not None or page.baseline
             changes, page_skipped = self._changes(page, window, tracked=tracked)
             skipped += page_skipped
-            if page.baseline and not self.resource.snapshot:
-                changes = []
-            if changes:
+            if listed is None and page.baseline and self._resynchronises(request):
+                listed = set()
+            if listed is not None:
+                listed.update(change.object_id for change in changes)
+            outgoing = self._outgoing(
+                changes, publish=not page.baseline or self.resource.snapshot or listed is not None
+            )
+            if outgoing:
                 await self._publish(
-                    await txn.get(), changes, cursor=checkpoint.cursor, snapshot=page.baseline
+                    await txn.get(),
+                    outgoing,
+                    cursor=checkpoint.cursor,
+                    snapshot=page.baseline and listed is None,
+                    resync=listed is not None,
                 )
-                published.update((self.resource.object_type, c.event_type.value) for c in changes)
+                published.update((self.resource.object_type, o.change.event_type.value) for o in outgoing)
             if page.cursor is not None:
                 cursor = page.cursor
+        if listed is not None:
+            gone = self._gone(listed, skipped=skipped)
+            if gone:
+                await self._publish(
+                    await txn.get(), gone, cursor=checkpoint.cursor, snapshot=False, resync=True
+                )
+                published[(self.resource.object_type, EventType.DELETED.value)] += len(gone)
         after = window.next_checkpoint()
         if cursor != after.cursor:
             after = Checkpoint(
@@ -311,6 +358,98 @@ class ResourcePoller:
                 seen=after.seen,
             )
         return PollOutcome(published=published, skipped=skipped, checkpoint=after, fetched=fetched)
+
+    def _resynchronises(self, request: FetchRequest) -> bool:
+        """Whether a baseline read now is a resynchronisation: the source refused the stored cursor
+        (expired, or of another organisation), or rows were published before the checkpoint was lost
+        or reset (a changed URL template). Its rows are then published where they differ from what was
+        last published, and rows gone from it as deleted; with no row state, it publishes nothing."""
+        if request.cursor is None and not self._rows:
+            return False
+        self._metrics.resyncs.labels(self.resource.name).inc()
+        logger.warning(
+            "resynchronising: reading a full snapshot and publishing what differs from the %d rows "
+            "last published",
+            len(self._rows or ()),
+            extra={"instance_id": self.instance.id, "resource": self.resource.name},
+        )
+        return self._rows is not None
+
+    def _outgoing(self, changes: list[Change], *, publish: bool) -> list[_Outgoing]:
+        """What to publish of `changes` (nothing unless `publish`), each held against the row's last
+        published state, which the poll stages anew. A row whose columns are as last published is not
+        published: a save without changes, or a re-read."""
+        rows = self._rows
+        if rows is None:
+            return [_Outgoing(change) for change in changes] if publish else []
+        outgoing: list[_Outgoing] = []
+        unchanged = 0
+        for change in changes:
+            item = self._against_state(rows, change)
+            if item is None:
+                unchanged += 1
+            elif publish:
+                outgoing.append(item)
+        if unchanged:
+            self._metrics.unchanged_rows.labels(self.resource.name).inc(unchanged)
+        return outgoing
+
+    def _against_state(self, rows: RowStates, change: Change) -> _Outgoing | None:
+        object_id = change.object_id
+        if change.event_type is EventType.DELETED:
+            rows.stage(object_id, None)
+            return _Outgoing(change)
+        columns = columns_of(change.record)
+        current = digests(columns, self._ignored)
+        values = {name: columns[name] for name in current} if self.resource.previous_values else None
+        stored = rows.get(object_id)
+        if stored is None:
+            rows.stage(object_id, encode_state(current, values))
+            return _Outgoing(change)
+        before, before_values = decode_state(stored)
+        changed = changed_columns(before, current)
+        if not changed:
+            return None
+        rows.stage(object_id, encode_state(current, values))
+        if change.event_type is not EventType.UPDATED:
+            return _Outgoing(change)
+        if before_values is None or values is None:
+            return _Outgoing(change, changed)
+        return _Outgoing(change, changed, {name: before_values.get(name) for name in changed})
+
+    def _gone(self, listed: set[str], *, skipped: int) -> list[_Outgoing]:
+        """The rows last published that a resynchronisation's snapshot no longer holds: deleted."""
+        rows = self._rows
+        if rows is None:
+            return []
+        if skipped:  # a skipped row's id is unknown, so it cannot be told from a deleted one
+            logger.warning(
+                "resynchronised without looking for deleted rows: %d rows of the snapshot were skipped",
+                skipped,
+                extra={"instance_id": self.instance.id, "resource": self.resource.name},
+            )
+            return []
+        gone = [deleted(row_id) for row_id in rows.ids() if row_id not in listed]
+        for change in gone:
+            rows.stage(change.object_id, None)
+        return [_Outgoing(change) for change in gone]
+
+    async def _store_rows(self, txn: _LazyTransaction) -> None:
+        """Write the states the poll staged, in its transaction, to the state partition."""
+        if self._rows is None or not self._rows.staged():
+            return
+        instance_id, resource = self.instance.id, self.resource.name
+        no_headers: list[tuple[str, bytes]] = []  # aiokafka's batch builder takes a list, never a tuple
+        records: list[StateRecord] = [
+            (row_key(instance_id, resource, row_id), value, no_headers)
+            for row_id, value in self._rows.staged().items()
+        ]
+        opened = await txn.get()
+        await opened.send_many(self._topics.row_state, records, partition=self._placement.state_partition)
+
+    def _discard_rows(self) -> None:
+        if self._rows is not None:
+            self._rows.discard()
 
     def _changes(self, page: SourcePage, window: WindowFilter, *, tracked: bool) -> tuple[list[Change], int]:
         changes: list[Change] = []
@@ -334,18 +473,23 @@ class ResourcePoller:
         return changes, skipped
 
     async def _publish(
-        self, txn: Transaction, changes: list[Change], *, cursor: str | None, snapshot: bool
+        self, txn: Transaction, outgoing: list[_Outgoing], *, cursor: str | None, snapshot: bool, resync: bool
     ) -> None:
         # Only a poll with something to publish needs the topic: a set lookup once it is known, and a
         # poll that finds nothing (most of them) asks the cluster nothing.
         await self._admin.ensure(self._event_topic, partitions=self._topic_partitions)
-        await txn.send_many(self._event_topic, self._records(changes, cursor=cursor, snapshot=snapshot))
+        await txn.send_many(
+            self._event_topic, self._records(outgoing, cursor=cursor, snapshot=snapshot, resync=resync)
+        )
 
-    def _records(self, changes: list[Change], *, cursor: str | None, snapshot: bool) -> Iterator[Record]:
-        """The Kafka records of `changes`: what `encode` gives for each one's ChangeEvent, with its key."""
+    def _records(
+        self, outgoing: list[_Outgoing], *, cursor: str | None, snapshot: bool, resync: bool
+    ) -> Iterator[Record]:
+        """The Kafka records of `outgoing`: what `encode` gives for each one's ChangeEvent, with its key."""
         encode = self._encoder.encode
         seen_ms = int(self._clock() * 1000)
-        for change in changes:
+        for item in outgoing:
+            change = item.change
             updated_ms = change.updated_ms
             yield encode(
                 object_id=change.object_id,
@@ -354,6 +498,9 @@ class ResourcePoller:
                 version=_version(change, cursor),
                 raw=change.record,
                 snapshot=snapshot,
+                resync=resync,
+                changed=item.changed,
+                previous=item.previous,
             )
 
 

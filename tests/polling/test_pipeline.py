@@ -36,7 +36,9 @@ async def test_seed_change_tracking_instance_publishes_created_updated_deleted_f
     for resource in SEED_RESOURCES:
         table, _key = TABLES[resource]
         created[resource] = insert(simulator, resource)
-        simulator.state.update(table, kept[resource], {})
+        # A real change: a save without one publishes nothing (the row state sees it unchanged).
+        column = "notetext" if resource == "notes" else "description"
+        simulator.state.update(table, kept[resource], {column: "changed"})
         simulator.state.delete(table, doomed[resource])
 
     for resource in SEED_RESOURCES:
