@@ -16,12 +16,12 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import delivery, fencing, idle, ingest, latency, profile, window
+from bench import delivery, fencing, idle, ingest, latency, profile, row_state, window
 from bench._profiler import Kind
 from bench._report import Result, table, write
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BENCHMARKS = ("ingest", "window", "delivery", "latency", "idle", "fencing", "profile")
+BENCHMARKS = ("ingest", "window", "row-state", "delivery", "latency", "idle", "fencing", "profile")
 
 
 def _runners(quick: bool, profiler: Kind | None) -> dict[str, Callable[[str, Path], Awaitable[Result]]]:
@@ -39,6 +39,7 @@ def _runners(quick: bool, profiler: Kind | None) -> dict[str, Callable[[str, Pat
     return {
         "ingest": lambda bootstrap, logs: ingest.run(ingest_config, bootstrap=bootstrap, log_dir=logs),
         "window": lambda bootstrap, logs: window.run(window_config, bootstrap=bootstrap, log_dir=logs),
+        "row-state": lambda bootstrap, logs: row_state.run(ingest_config, bootstrap=bootstrap, log_dir=logs),
         "delivery": lambda bootstrap, logs: delivery.run(delivery_config, bootstrap=bootstrap, log_dir=logs),
         "latency": lambda bootstrap, logs: latency.run(latency_config, bootstrap=bootstrap, log_dir=logs),
         "idle": lambda bootstrap, logs: idle.run(idle_config, bootstrap=bootstrap, log_dir=logs),

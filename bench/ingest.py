@@ -41,6 +41,7 @@ class IngestConfig:
     page_size: int = 5000
     max_seconds: float = 300.0  # bound on the poll, and on each baseline
     state_partitions: int = 12  # the deployment default; the smoke test uses fewer
+    row_state: bool = True  # GATEWAY_ROW_STATE: the row-state benchmark compares both
 
 
 async def run(
@@ -103,6 +104,7 @@ async def _run(
         settings={
             "GATEWAY_TOPIC_PARTITIONS": str(partitions),
             "GATEWAY_STATE_PARTITIONS": str(config.state_partitions),
+            "GATEWAY_ROW_STATE": "true" if config.row_state else "false",
         },
         python=profile.python_prefix() if profile else (sys.executable,),
     )

@@ -1,7 +1,7 @@
 """Every benchmark of `make bench` at a tiny size, so that none rots while it runs outside `make test`.
 
 They say nothing about speed: they check that each one starts its processes, measures, and reports a
-result of the expected shape with a positive rate. The seven run at once, to stay within seconds.
+result of the expected shape with a positive rate. The eight run at once, to stay within seconds.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from bench import delivery, fencing, idle, ingest, latency, profile, window
+from bench import delivery, fencing, idle, ingest, latency, profile, row_state, window
 from bench._report import Result, table
 
 KEYS = {"name", "rate", "unit", "baseline", "ratio", "checks", "pass", "details", "config", "notes"}
@@ -42,6 +42,7 @@ async def test_every_benchmark_runs_at_a_tiny_size(kafka_bootstrap: str, tmp_pat
             bootstrap=kafka_bootstrap,
             log_dir=tmp_path,
         ),
+        "row-state": row_state.run(_INGEST, bootstrap=kafka_bootstrap, log_dir=tmp_path),
         "delivery": delivery.run(_DELIVERY, bootstrap=kafka_bootstrap, log_dir=tmp_path),
         "latency": latency.run(
             latency.LatencyConfig(rate=50, warmup_seconds=1, measure_seconds=2, state_partitions=1),
@@ -74,6 +75,10 @@ async def test_every_benchmark_runs_at_a_tiny_size(kafka_bootstrap: str, tmp_pat
     assert windowed["details"]["committed_events_read"] == 300
     assert windowed["details"]["checkpoint_records"] == 1  # 300 pairs fit in one record
     assert windowed["details"]["skipping_poll_seconds"] > 0
+
+    with_state = _document(results["row-state"], "row-state", baseline=True)
+    assert with_state["details"]["committed_events_read"] == 300
+    assert [check["label"] for check in with_state["checks"]] == ["ratio to row state off"]
 
     delivered = _document(results["delivery"], "delivery", baseline=True)
     assert delivered["details"]["requests_received"] >= 100

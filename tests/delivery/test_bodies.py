@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 import gateway.delivery
+import gateway.events
 from gateway.delivery import render_body
 from gateway.events import ChangeEvent, EventDecodeError, Mode, decode, encode
 
@@ -151,3 +152,37 @@ def test_every_event_renders_to_valid_bodies_of_both_formats(event: ChangeEvent)
     cloudevents = orjson.loads(render_body(read_back, "cloudevents"))
     CLOUDEVENTS.validate(cloudevents)
     assert cloudevents == read_back
+
+
+@pytest.mark.parametrize("mode", ["structured", "binary"])
+def test_changed_columns_and_previous_values_reach_both_bodies_and_resync_survives_binary_mode(
+    mode: Mode,
+) -> None:
+    encoder = gateway.events.EventEncoder(
+        instance_id="inst-1",
+        instance_name="Contoso CRM",
+        element_key="dynamicscrmadfs",
+        tags=["prod"],
+        hub="crm",
+        object_type="accounts",
+        mode=mode,
+    )
+    _key, value, headers = encoder.encode(
+        object_id="row-1",
+        event_type="UPDATED",
+        time_ms=1_767_225_600_000,
+        version="1767225600000",
+        raw={"id": "row-1", "attributes": {"name": "New"}},
+        resync=True,
+        changed=["name"],
+        previous={"name": "Old"},
+    )
+    event = decode(value, headers)
+    assert event["resync"] is True
+    elements = orjson.loads(render_body(event, "elements"))
+    ELEMENTS.validate(elements)
+    (item,) = elements["message"]["events"]
+    assert (item["changedAttributes"], item["previous"]) == (["name"], {"name": "Old"})
+    cloudevent = orjson.loads(render_body(event, "cloudevents"))
+    CLOUDEVENTS.validate(cloudevent)
+    assert cloudevent["data"]["changedAttributes"] == ["name"]
