@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from gateway.kafka.compacted import read_table
+from gateway.polling.row_state import parse_row_key
 from gateway.sim import DEMO_USERS, Simulator
 from tests.conftest import ROOT, wait_for
 from tests.polling._processes import (
@@ -111,6 +113,14 @@ async def test_sigkill_during_a_50000_record_poll_then_restart_publishes_each_re
         assert len({e["id"] for e in events}) == records
         assert {e["subject"] for e in events} == ids
         assert all(e.get("snapshot") is True for e in events)
+        # The killed poll's row states were in its transaction too: had any been visible, the restart
+        # would have taken its snapshot for a resync and published fewer rows. One state per row.
+        states = await read_table(
+            kafka_bootstrap,
+            f"{env['GATEWAY_STATE_TOPIC_PREFIX']}.row-state",
+            range(int(env["GATEWAY_STATE_PARTITIONS"])),
+        )
+        assert {parse_row_key(key)[2] for key in states} == ids
         # The aborted attempt stays in the log, invisible: the log holds more than the committed events.
         total = await _end_offsets(kafka_bootstrap, topic, isolation="read_uncommitted")
         assert sum(total.values()) > records

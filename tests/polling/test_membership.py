@@ -123,6 +123,7 @@ async def test_replicas_that_joined_before_the_instances_topic_existed_are_assig
         bootstrap_servers=bootstrap,
         instances_topic=topics.instances,
         checkpoints_topic=topics.checkpoints,
+        row_state_topic=None,  # this test creates no row-state topic
         group_id=f"{settings.state_topic_prefix}-pollers",
         group_instance_id=None,
         replica_id="early-replica",
