@@ -318,13 +318,16 @@ class ResourcePoller:
         skipped = fetched = 0
         cursor = checkpoint.cursor
         listed: set[str] | None = None  # the rows of a resynchronisation's snapshot
+        baseline_seen = False
         async for page in self._source.pages(request):
             fetched += len(page.records)
             tracked = request.cursor is not None or page.baseline
             changes, page_skipped = self._changes(page, window, tracked=tracked)
             skipped += page_skipped
-            if listed is None and page.baseline and self._resynchronises(request):
-                listed = set()
+            if page.baseline and not baseline_seen:  # decided once, on the baseline's first page
+                baseline_seen = True
+                if self._resynchronises(request):
+                    listed = set()
             if listed is not None:
                 listed.update(change.object_id for change in changes)
             outgoing = self._outgoing(
@@ -406,7 +409,7 @@ class ResourcePoller:
         if stored is None:
             rows.stage(object_id, encode_state(current, values))
             return _Outgoing(change)
-        before, before_values = decode_state(stored)
+        before, before_values = decode_state(stored, row_id=object_id)
         changed = changed_columns(before, current)
         if not changed:
             return None
