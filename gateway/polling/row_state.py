@@ -41,10 +41,12 @@ def row_key(instance_id: str, resource: str, row_id: str) -> bytes:
 
 def parse_row_key(key: str) -> tuple[str, str, str]:
     try:
-        instance_id, resource, row_id = orjson.loads(key)
-    except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
-        raise RowStateError(f"unreadable row-state key {key!r}") from exc
-    return str(instance_id), str(resource), str(row_id)
+        parts = orjson.loads(key)
+    except orjson.JSONDecodeError as exc:
+        raise RowStateError(f"unreadable row-state key {key!r}: {exc}") from exc
+    if type(parts) is not list or len(parts) != 3 or not all(type(part) is str for part in parts):
+        raise RowStateError(f"unreadable row-state key {key!r}: not [instance id, resource, row id]")
+    return parts[0], parts[1], parts[2]
 
 
 def ignored_columns(updated_field: str) -> frozenset[str]:
@@ -68,14 +70,14 @@ def encode_state(column_digests: Mapping[str, int], previous: Mapping[str, Any] 
     return _dumps({"v": 1, "h": column_digests, "p": previous})
 
 
-def decode_state(value: bytes) -> tuple[dict[str, int], dict[str, Any] | None]:
-    """The digests and, when kept, the values of one stored row state."""
+def decode_state(value: bytes, *, row_id: str) -> tuple[dict[str, int], dict[str, Any] | None]:
+    """The digests and, when kept, the values of the stored state of row `row_id`."""
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        raise RowStateError(f"unreadable row state: {exc}") from exc
+        raise RowStateError(f"unreadable state of row {row_id!r}: {exc}") from exc
     if type(doc) is not dict or doc.get("v") != 1 or type(doc.get("h")) is not dict:
-        raise RowStateError("unreadable row state: not a version 1 row state")
+        raise RowStateError(f"unreadable state of row {row_id!r}: not a version 1 row state")
     previous = doc.get("p")
     return doc["h"], previous if type(previous) is dict else None
 

@@ -21,13 +21,13 @@ from gateway.polling.row_state import (
     row_key,
 )
 
-# Values as a JSON body gives them: orjson reads no integer beyond 64 bits.
+# Values as a JSON body gives them: orjson reads no integer beyond 64 bits, and no infinity.
 _values = (
     st.none()
     | st.booleans()
     | st.integers(-(2**63), 2**63 - 1)
     | st.text(max_size=20)
-    | st.floats(allow_nan=False)
+    | st.floats(allow_nan=False, allow_infinity=False)
 )
 _rows = st.dictionaries(st.text(min_size=1, max_size=8), _values, max_size=10)
 _IGNORED = ignored_columns("attributes.modifiedon")
@@ -72,13 +72,19 @@ def test_row_keys_round_trip_whatever_the_names(instance_id: str, resource: str,
 def test_states_round_trip(row: dict[str, Any], keep: bool) -> None:
     hashed = digests(row, _IGNORED)
     values = {name: row[name] for name in hashed} if keep else None
-    assert decode_state(encode_state(hashed, values)) == (hashed, values)
+    assert decode_state(encode_state(hashed, values), row_id="r") == (hashed, values)
 
 
 @pytest.mark.parametrize("value", [b"not json", b"[]", b'{"v": 2, "h": {}}', b'{"v": 1}'])
-def test_an_unreadable_state_is_an_error_never_an_empty_one(value: bytes) -> None:
-    with pytest.raises(RowStateError):
-        decode_state(value)
+def test_an_unreadable_state_is_an_error_naming_its_row_never_an_empty_one(value: bytes) -> None:
+    with pytest.raises(RowStateError, match="row 'row-7'"):
+        decode_state(value, row_id="row-7")
+
+
+@pytest.mark.parametrize("key", ["not json", '{"a": 1, "b": 2, "c": 3}', '["i", "r"]', '["i", "r", 7]'])
+def test_an_unreadable_row_key_is_an_error_naming_the_key(key: str) -> None:
+    with pytest.raises(RowStateError, match="unreadable row-state key"):
+        parse_row_key(key)
 
 
 def test_staged_states_become_committed_only_on_commit() -> None:
