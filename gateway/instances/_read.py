@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from gateway.errors import Problem
-from gateway.polling.dates import DateFormatError, parse_zone
+from gateway.formats.dates import DateFormatError, parse_zone
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _UNSIGNED_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")

@@ -9,6 +9,15 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.formats.ceql import (
+    CeqlError,
+    ChangeTracking,
+    HubUrlError,
+    parse_hub_url,
+    translate_where,
+)
+from gateway.formats.dates import DateFormat, DateFormatError, compile_date_format
+from gateway.formats.templates import TemplateError, UrlTemplate, compile_template
 from gateway.instances._read import (
     Report,
     as_object,
@@ -22,15 +31,6 @@ from gateway.instances._read import (
     warn_unknown,
 )
 from gateway.instances.model import DatesConfiguration, ResourceConfig
-from gateway.polling.dates import DateFormat, DateFormatError, compile_date_format
-from gateway.polling.templates import TemplateError, UrlTemplate, compile_template
-from gateway.sources.dynamics.ceql import (
-    CeqlError,
-    ChangeTracking,
-    HubUrlError,
-    parse_hub_url,
-    translate_where,
-)
 
 # Templates are rendered at this watermark to check the hub URL and where clause they produce.
 _SAMPLE_WATERMARK = datetime(2000, 1, 1, tzinfo=UTC)

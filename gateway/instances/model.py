@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from gateway.polling.dates import DateFormat
-from gateway.polling.templates import UrlTemplate
+from gateway.formats.dates import DateFormat
+from gateway.formats.templates import UrlTemplate
 
 
 @dataclass(frozen=True, slots=True)

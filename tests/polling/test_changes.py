@@ -5,10 +5,10 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.formats.dates import compile_date_format
+from gateway.formats.templates import compile_template
 from gateway.instances.model import DatesConfiguration, ResourceConfig
 from gateway.polling.changes import ChangeReader, EventType, Skipped, SkipReason, classify
-from gateway.polling.dates import compile_date_format
-from gateway.polling.templates import compile_template
 
 UTC = ZoneInfo("UTC")
 

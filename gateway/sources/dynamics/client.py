@@ -14,11 +14,11 @@ from yarl import URL
 
 from gateway import __version__
 from gateway.errors import SourceAuthError, SourceRequestError, SourceResponseError
+from gateway.formats.ceql import ChangeTracking, ODataFilter, parse_hub_url, translate_where
 from gateway.instances.model import SourceConnection
 from gateway.metrics import SourceMetrics
 from gateway.sources.base import FetchRequest, SourcePage
 from gateway.sources.dynamics.auth import OAuthTokens
-from gateway.sources.dynamics.ceql import ChangeTracking, ODataFilter, parse_hub_url, translate_where
 from gateway.sources.dynamics.entities import EntitySet, entity_set
 from gateway.sources.dynamics.normalise import normalise_page
 from gateway.sources.dynamics.transport import RetryPolicy, Transport

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 from prometheus_client import CollectorRegistry
 from yarl import URL
 
+from gateway.formats.dates import compile_date_format
+from gateway.formats.templates import compile_template
 from gateway.instances.model import DatesConfiguration, ResourceConfig
-from gateway.polling.dates import compile_date_format
-from gateway.polling.templates import compile_template
 from gateway.sources.base import FetchRequest, SourcePage
 from gateway.sources.dynamics.client import DynamicsSource
 from gateway.sources.dynamics.transport import RetryPolicy

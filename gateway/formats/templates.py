@@ -13,7 +13,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from gateway.errors import ConfigError
-from gateway.polling.dates import DateFormat, DateFormatError, compile_date_format, parse_zone
+from gateway.formats.dates import DateFormat, DateFormatError, compile_date_format, parse_zone
 
 __all__ = ["TemplateError", "UrlTemplate", "compile_template"]
 

@@ -8,7 +8,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from gateway.errors import ConfigError
-from gateway.polling.dates import DateFormatError, DateValueError, compile_date_format, parse_zone
+from gateway.formats.dates import DateFormatError, DateValueError, compile_date_format, parse_zone
 
 UTC_ZONE = ZoneInfo("UTC")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -10,8 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import ConfigError
-from gateway.polling.templates import compile_template
-from gateway.sources.dynamics.ceql import (
+from gateway.formats.ceql import (
     CeqlError,
     ChangeTracking,
     HubQuery,
@@ -20,6 +19,7 @@ from gateway.sources.dynamics.ceql import (
     parse_hub_url,
     translate_where,
 )
+from gateway.formats.templates import compile_template
 
 # ---- the seed's two URL forms ----------------------------------------------------------------
 

@@ -8,8 +8,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from gateway.errors import ConfigError
-from gateway.polling.dates import DateFormatError, compile_date_format
-from gateway.polling.templates import TemplateError, compile_template
+from gateway.formats.dates import DateFormatError, compile_date_format
+from gateway.formats.templates import TemplateError, compile_template
 
 UTC_ZONE = ZoneInfo("UTC")
 NEW_YORK = ZoneInfo("America/New_York")
