@@ -26,6 +26,7 @@ from gateway.api.stream import EventTail
 from gateway.api.test_event import TestEventSender
 from gateway.delivery.attempt import webhook_session
 from gateway.delivery.dead_letters import DeadLetters
+from gateway.delivery.history import DeliveryHistory
 from gateway.delivery.runner import delivery_topics, open_dead_letters, start_deliverer
 from gateway.departure import Departure, StatefulSetPod
 from gateway.errors import ConfigError, InstanceValidationError, TaskCrashed
@@ -211,6 +212,12 @@ async def start_gateway(
                 health=health,
                 poller_group=poller_group,
                 dead_letters=dead_letters,
+                delivery_history=DeliveryHistory(
+                    bootstrap_servers=bootstrap,
+                    topic=delivery_topics(settings, topics).deliveries,
+                    partitions=settings.delivery_topic_partitions,
+                    client_id=f"{settings.state_topic_prefix}-delivery-history",
+                ),
                 event_tail=EventTail(
                     bootstrap_servers=bootstrap,
                     topics=topics,

@@ -185,6 +185,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Partitions of the retry, dead-letter and delivery-state topics created on demand.",
     )
+    delivery_history_retention_hours: float = Field(
+        168.0,
+        ge=0,
+        description="How long each webhook's status and attempts are kept for the deliveries API and the "
+        "console (the `<state_prefix>.deliveries` topic); 0 keeps no history.",
+    )
     metrics_per_instance: bool = Field(
         False,
         description="Label checkpoint ages and webhook attempts per instance: one series per instance.",

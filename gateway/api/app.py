@@ -19,6 +19,7 @@ from gateway.api.status import add_status_routes
 from gateway.api.stream import EventTail, add_stream_routes
 from gateway.api.test_event import TestEventSender, add_test_event_routes
 from gateway.delivery.dead_letters import DeadLetters
+from gateway.delivery.history import DeliveryHistory
 from gateway.kafka.instance_log import InstanceLog
 from gateway.polling.status import PollStatus
 from gateway.settings import IPNetwork
@@ -31,6 +32,7 @@ def create_api_app(
     health: Health,
     poller_group: PollerGroup,
     dead_letters: DeadLetters,
+    delivery_history: DeliveryHistory,
     event_tail: EventTail,
     test_events: TestEventSender,
     rates: MinuteRates,
@@ -46,7 +48,7 @@ def create_api_app(
     app[CALLBACK_NETWORKS] = tuple(callback_allowed_networks)
     add_routes(app)
     add_cluster_routes(app, poller_group)
-    add_delivery_routes(app, dead_letters)
+    add_delivery_routes(app, dead_letters, delivery_history)
     add_status_routes(app, poll_status)
     add_stream_routes(app, event_tail)
     add_test_event_routes(app, test_events)

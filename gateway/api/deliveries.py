@@ -1,7 +1,13 @@
-"""Dead letters in the admin API: list them, and replay them (auth is the app's middleware).
+"""Deliveries in the admin API: their history, the dead letters, and replay (auth is the app's
+middleware).
 
-- `GET /instances/{id}/deliveries?status=failed&limit=N&since=T` lists an instance's dead letters,
-  newest first, each with its reason, attempts and history, and the event without its `data`.
+- `GET /instances/{id}/deliveries?status=failed&limit=N&since=T` (status=failed is the default)
+  lists an instance's dead letters, newest first, each with its reason, attempts and history, and
+  the event without its `data`: what a replay can send again.
+- `GET /instances/{id}/deliveries?status=S&limit=N&since=T&cursor=C`, with `S` one or more of
+  `delivered`, `retrying`, `failed` joined by commas, or `all`, lists the delivery history
+  (`delivery/history.py`): each webhook's status, attempts and next retry, newest first, a page at
+  a time; `nextCursor` fetches the next page and is null on the last.
 - `POST /instances/{id}/deliveries/replay` with `{"ids": [...], "since": T}` (both optional) sends
   them again: each goes back through delivery with a fresh attempt count and leaves the dead letters.
 
@@ -18,9 +24,11 @@ from aiohttp import web
 
 from gateway.api.responses import RequestProblem, json_response, read_json
 from gateway.delivery.dead_letters import DeadLetters
+from gateway.delivery.history import STATUSES, DeliveryHistory, Status
 from gateway.errors import Problem
 
 DEAD_LETTERS = web.AppKey("dead_letters", DeadLetters)
+DELIVERY_HISTORY = web.AppKey("delivery_history", DeliveryHistory)
 _DEFAULT_LIMIT = 100
 _MAX_LIMIT = 1000
 
@@ -82,19 +90,48 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+def _statuses(raw: str) -> frozenset[Status]:
+    if raw == "all":
+        return frozenset(STATUSES)
+    chosen = raw.split(",")
+    unknown = [name for name in chosen if name not in STATUSES]
+    if unknown:
+        raise _bad("$.status", f"must be all, or one or more of {', '.join(STATUSES)} joined by commas")
+    return frozenset(name for name in STATUSES if name in chosen)
+
+
+async def _history(request: web.Request, instance_id: str) -> web.Response:
+    query = request.query
+    cursor = query.get("cursor")
+    try:
+        page = await request.app[DELIVERY_HISTORY].page(
+            instance_id,
+            limit=_limit(query),
+            statuses=_statuses(query["status"]),
+            since_ms=_since_ms(query.get("since"), "$.since"),
+            cursor=cursor,
+        )
+    except ValueError as exc:
+        raise _bad("$.cursor", str(exc)) from exc
+    shown = [record.to_json() for record in page.records]
+    return json_response(
+        {"instanceId": instance_id, "count": len(shown), "deliveries": shown, "nextCursor": page.next_cursor}
+    )
+
+
 async def list_instance_deliveries(request: web.Request) -> web.Response:
-    status = request.query.get("status", "failed")
-    if status != "failed":
-        raise _bad("$.status", "only status=failed (dead-lettered deliveries) can be listed")
-    return await _list(request, request.match_info["id"])
+    if request.query.get("status", "failed") == "failed":
+        return await _list(request, request.match_info["id"])
+    return await _history(request, request.match_info["id"])
 
 
 async def replay_instance_deliveries(request: web.Request) -> web.Response:
     return await _replay(request, request.match_info["id"], await _body(request))
 
 
-def add_delivery_routes(app: web.Application, dead_letters: DeadLetters) -> None:
+def add_delivery_routes(app: web.Application, dead_letters: DeadLetters, history: DeliveryHistory) -> None:
     """Register the routes; errors render through the app's `problems_middleware`."""
     app[DEAD_LETTERS] = dead_letters
+    app[DELIVERY_HISTORY] = history
     app.router.add_get("/instances/{id}/deliveries", list_instance_deliveries)
     app.router.add_post("/instances/{id}/deliveries/replay", replay_instance_deliveries)

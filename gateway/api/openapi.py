@@ -118,14 +118,33 @@ def openapi_document() -> dict[str, Any]:
             "/instances/{id}/deliveries": {
                 "parameters": [_INSTANCE_ID],
                 "get": _operation(
-                    "Dead-lettered deliveries of an instance, newest first, with their history",
-                    {"200": {"description": "The dead letters", **_JSON}, "400": _PROBLEMS},
+                    "Deliveries of an instance, newest first: its dead letters (`status=failed`, the "
+                    "default), or the delivery history of each webhook (schemas/delivery.schema.json), "
+                    "a page at a time",
+                    {
+                        "200": {"description": "`deadLetters`, or `deliveries` and `nextCursor`", **_JSON},
+                        "400": _PROBLEMS,
+                    },
                     parameters=[
-                        _query("status", "Only `failed` (dead-lettered) can be listed", {"enum": ["failed"]}),
+                        _query(
+                            "status",
+                            "`failed` (the default) lists the dead letters; `all`, or one or more of "
+                            "`delivered`, `retrying`, `failed` joined by commas, lists the history",
+                            {"type": "string", "default": "failed"},
+                        ),
                         _query(
                             "limit", "At most this many", {"type": "integer", "minimum": 1, "maximum": 1000}
                         ),
-                        _query("since", "Only those dead-lettered at or after this RFC 3339 time", _TIME),
+                        _query(
+                            "since",
+                            "Only those decided (dead-lettered) at or after this RFC 3339 time",
+                            _TIME,
+                        ),
+                        _query(
+                            "cursor",
+                            "The history's next page: the `nextCursor` of the page before",
+                            {"type": "string"},
+                        ),
                     ],
                 ),
             },

@@ -1,7 +1,8 @@
 """What happens to one record read by the deliverer, from its decoding to its outcome.
 
-The outcome is the records to write with the record's offset commit: nothing (delivered, or dropped
-on purpose), a parked retry, or a dead letter, sometimes with a delivery-state marker.
+The outcome is the records to write with the record's offset commit: nothing (dropped on purpose),
+or the event's delivery-history record with a parked retry, a dead letter, or nothing more
+(delivered), sometimes with a delivery-state marker.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aiokafka.structs import ConsumerRecord
 from gateway.delivery.attempt import WebhookRequest, build_request, send
 from gateway.delivery.dead_letters import DeadLetter
 from gateway.delivery.endpoints import Endpoints
+from gateway.delivery.history import DeliveryRecord, Status
 from gateway.delivery.layout import DeliveryTopics
 from gateway.delivery.outputs import Output
 from gateway.delivery.retry import AttemptRecord, Origin, Parked, RetryPolicy, event_headers, read_parked
@@ -52,7 +54,8 @@ class HandlerConfig:
     timeout: float
     retry_after_max: float
     rotation_grace: float
-    dead_letter_partitions: int
+    dead_letter_partitions: int  # also the delivery history's
+    history: bool  # write the delivery history (`history.py`)
     unknown_instance_grace: float  # how long an unknown instance id may be one not yet read
 
 
@@ -172,7 +175,7 @@ class RecordHandler:
             detail = (
                 "notifications are disabled: the callback answered 410 Gone; PATCH the instance, then replay"
             )
-            return (self._dead_letter(delivery, "endpoint-gone", detail, attempts, history),)
+            return self._dead_letter(delivery, "endpoint-gone", detail, attempts, history)
         if status == "lifted":
             outputs.append(self._disabled.lift(delivery.instance_id))
         while True:
@@ -187,7 +190,7 @@ class RecordHandler:
                 detail = str(exc)
                 return (
                     *outputs,
-                    self._dead_letter(delivery, "not-deliverable", detail, attempts - 1, history),
+                    *self._dead_letter(delivery, "not-deliverable", detail, attempts - 1, history),
                 )
             try:
                 status_code = await self._attempt(request, timing)
@@ -215,7 +218,8 @@ class RecordHandler:
                 return (*outputs, *step)
             self._count("delivered", status_code, delivery)
             self._observe_end_to_end(delivery.event)
-            return tuple(outputs)
+            history.append(AttemptRecord(attempts, int(at * 1000), "delivered", status_code, None, timing.ms))
+            return (*outputs, *self._history(delivery, "delivered", attempts, history, None))
 
     def _after_failure(
         self, delivery: _Delivery, exc: DeliveryError, attempt: _Try, history: list[AttemptRecord]
@@ -225,7 +229,7 @@ class RecordHandler:
         if isinstance(exc, CallbackSkipped) and exc.reason == "backlog":
             # Flow control, not an attempt: the host is slow and its backlog is full.
             tier = self._policy.tier_for(exc.retry_after)
-            return (self._park(delivery, attempt.number - 1, history, exc.retry_after, tier),)
+            return self._park(delivery, attempt.number - 1, history, exc.retry_after, tier)
         outcome, code = _outcome(exc)
         self._count(outcome, code, delivery)
         history.append(
@@ -234,9 +238,9 @@ class RecordHandler:
         if isinstance(exc, CallbackGone):
             at_ms = int(attempt.at * 1000)
             marker = self._disabled.disable(delivery.instance_id, attempt.revision, status=410, at_ms=at_ms)
-            return (marker, self._dead_letter(delivery, "endpoint-gone", str(exc), attempt.number, history))
+            return (marker, *self._dead_letter(delivery, "endpoint-gone", str(exc), attempt.number, history))
         if not exc.retriable:
-            return (self._dead_letter(delivery, "callback-refused", str(exc), attempt.number, history),)
+            return self._dead_letter(delivery, "callback-refused", str(exc), attempt.number, history)
         retry_after = exc.retry_after if isinstance(exc, CallbackThrottled | CallbackSkipped) else None
         may_wait = not isinstance(exc, CallbackSkipped) and not self._endpoints.is_open(attempt.host)
         retry = self._policy.next(
@@ -244,10 +248,10 @@ class RecordHandler:
         )
         if retry is None:
             detail = f"no success after {attempt.number} attempts; the last: {exc}"
-            return (self._dead_letter(delivery, "retries-exhausted", detail, attempt.number, history),)
+            return self._dead_letter(delivery, "retries-exhausted", detail, attempt.number, history)
         if retry.inline:
             return retry.delay
-        return (self._park(delivery, attempt.number, history, retry.delay, retry.tier),)
+        return self._park(delivery, attempt.number, history, retry.delay, retry.tier)
 
     async def _attempt(self, request: WebhookRequest, timing: _Timing) -> int:
         host = request.host
@@ -329,7 +333,7 @@ class RecordHandler:
 
     def _park(
         self, delivery: _Delivery, attempts: int, history: list[AttemptRecord], delay: float, tier: float
-    ) -> Output:
+    ) -> tuple[Output, ...]:
         record = delivery.record
         not_before_ms = int((self._clock() + delay) * 1000)
         parked = Parked(attempts, not_before_ms, delivery.origin, tuple(history))
@@ -340,16 +344,17 @@ class RecordHandler:
             history[-1].error if history else "",
             extra={"instance_id": delivery.instance_id, "event_id": delivery.event_id},
         )
-        return Output(
+        retry = Output(
             topic=self._topics.retry(tier),
             key=record.key,
             value=record.value,
             headers=(*event_headers(record.headers), *parked.headers()),
         )
+        return (retry, *self._history(delivery, "retrying", attempts, history, not_before_ms))
 
     def _dead_letter(
         self, delivery: _Delivery, reason: str, detail: str, attempts: int, history: list[AttemptRecord]
-    ) -> Output:
+    ) -> tuple[Output, ...]:
         key = delivery.record.key
         letter = DeadLetter(
             instance_id=delivery.instance_id,
@@ -371,4 +376,30 @@ class RecordHandler:
             detail,
             extra={"instance_id": delivery.instance_id, "event_id": delivery.event_id},
         )
-        return letter.output(self._topics.dead_letters, self._config.dead_letter_partitions)
+        letter_output = letter.output(self._topics.dead_letters, self._config.dead_letter_partitions)
+        return (letter_output, *self._history(delivery, "failed", attempts, history, None))
+
+    def _history(
+        self,
+        delivery: _Delivery,
+        status: Status,
+        attempts: int,
+        history: list[AttemptRecord],
+        next_retry_ms: int | None,
+    ) -> tuple[Output, ...]:
+        """The event's delivery-history record (`history.py`), when the history is kept."""
+        if not self._config.history:
+            return ()
+        event = delivery.event
+        record = DeliveryRecord(
+            instance_id=delivery.instance_id,
+            event_id=delivery.event_id,
+            status=status,
+            at_ms=int(self._clock() * 1000),
+            attempts=attempts,
+            next_retry_ms=next_retry_ms,
+            event_type=str(event.get("type", "")),
+            subject=str(event.get("subject", "")),
+            history=tuple(history),
+        )
+        return (record.output(self._topics.deliveries, self._config.dead_letter_partitions),)

@@ -12,6 +12,9 @@
   replay deletes its entry with a tombstone.
 - Delivery state `<state_prefix>.delivery-state`, compacted, keyed by instance id: the instances a
   410 Gone disabled.
+- Delivery history `<state_prefix>.deliveries`, compacted and time-limited, keyed
+  `<instanceId>/<eventId>` and partitioned by instance id: each event's status and attempts
+  (`history.py`).
 
 The deliverer's consumer group is `<state_prefix>-deliverer`; it reads the event topics and the retry
 tiers with one subscription.
@@ -56,6 +59,10 @@ class DeliveryTopics:
     @property
     def state(self) -> str:
         return f"{self.state_prefix}.delivery-state"
+
+    @property
+    def deliveries(self) -> str:
+        return f"{self.state_prefix}.deliveries"
 
     def retry(self, tier: float) -> str:
         return f"{self.state_prefix}.{_RETRY}.{tier_name(tier)}"

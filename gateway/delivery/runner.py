@@ -73,11 +73,16 @@ def delivery_topics(settings: Settings, topics: TopicNames) -> DeliveryTopics:
     )
 
 
-async def ensure_delivery_topics(admin: TopicAdmin, layout: DeliveryTopics, partitions: int) -> None:
+async def ensure_delivery_topics(
+    admin: TopicAdmin, layout: DeliveryTopics, partitions: int, *, history_retention_hours: float
+) -> None:
     for name in layout.retry_topics:
         await admin.ensure(name, partitions=partitions)
     await admin.ensure(layout.dead_letters, partitions=partitions, compacted=True)
     await admin.ensure(layout.state, partitions=partitions, compacted=True)
+    # Created even with the history off, so that the API's listing finds a topic (and no history).
+    retention_ms = int(history_retention_hours * 3_600_000) or None
+    await admin.ensure(layout.deliveries, partitions=partitions, compacted=True, retention_ms=retention_ms)
 
 
 class Deliverer:
@@ -220,6 +225,7 @@ class Deliverer:
                 retry_after_max=settings.delivery_retry_after_max_seconds,
                 rotation_grace=settings.signature_rotation_grace_seconds,
                 dead_letter_partitions=partitions,
+                history=settings.delivery_history_retention_hours > 0,
                 unknown_instance_grace=self._unknown_instance_grace,
             ),
         )
@@ -292,7 +298,12 @@ async def start_deliverer(
     this replica has not read yet before it is dropped as deleted.
     """
     layout = delivery_topics(settings, topics)
-    await ensure_delivery_topics(admin, layout, settings.delivery_topic_partitions)
+    await ensure_delivery_topics(
+        admin,
+        layout,
+        settings.delivery_topic_partitions,
+        history_retention_hours=settings.delivery_history_retention_hours,
+    )
     metrics = DeliveryMetrics(registry, per_instance=settings.metrics_per_instance)
     async with Deliverer(
         settings,
@@ -319,7 +330,12 @@ async def open_dead_letters(
     """The dead letters for a process that serves the API without delivering (role `api`). A process
     that also delivers uses `Deliverer.dead_letters`: both register the delivery metrics."""
     layout = delivery_topics(settings, topics)
-    await ensure_delivery_topics(admin, layout, settings.delivery_topic_partitions)
+    await ensure_delivery_topics(
+        admin,
+        layout,
+        settings.delivery_topic_partitions,
+        history_retention_hours=settings.delivery_history_retention_hours,
+    )
     metrics = DeliveryMetrics(registry, per_instance=settings.metrics_per_instance)
     async with DeadLetters(
         bootstrap_servers=settings.kafka_bootstrap_servers,

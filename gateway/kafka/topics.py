@@ -111,15 +111,23 @@ class TopicAdmin:
         """Make the static member `instance_id` leave `group_id` now (False: it was no member)."""
         return await remove_static_member(self._client, group_id, instance_id)
 
-    async def ensure(self, name: str, *, partitions: int, compacted: bool = False) -> None:
+    async def ensure(
+        self, name: str, *, partitions: int, compacted: bool = False, retention_ms: int | None = None
+    ) -> None:
+        """Create the topic unless it exists. `retention_ms` also deletes what is older, compacted or not."""
         if name in self._known:
             return
         if name not in await self._client.list_topics():
+            configs = dict(_COMPACTED) if compacted else {}
+            if retention_ms is not None:
+                configs["retention.ms"] = str(retention_ms)
+                if compacted:
+                    configs["cleanup.policy"] = "compact,delete"
             topic = NewTopic(
                 name,
                 num_partitions=partitions,
                 replication_factor=self._replication_factor,
-                topic_configs=dict(_COMPACTED) if compacted else {},
+                topic_configs=configs,
             )
             try:
                 response = await self._client.create_topics([topic])

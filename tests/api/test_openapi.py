@@ -20,6 +20,7 @@ def _routed() -> set[tuple[str, str]]:
         health=Health(),
         poller_group=unused,
         dead_letters=unused,
+        delivery_history=unused,
         event_tail=unused,
         test_events=unused,
         rates=unused,

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from referencing import Registry, Resource
 
 from gateway.delivery.dead_letters import DeadLetter
+from gateway.delivery.history import DeliveryHistory
 from gateway.delivery.runner import Deliverer, start_deliverer
 from gateway.events import ChangeEvent, encode
 from gateway.instances import validate_instance
@@ -216,6 +217,15 @@ async def delivering(
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return registry.get_sample_value(name, labels) or 0.0
+
+
+def delivery_history(settings: Settings) -> DeliveryHistory:
+    return DeliveryHistory(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        topic=f"{settings.state_topic_prefix}.deliveries",
+        partitions=settings.delivery_topic_partitions,
+        client_id="test-delivery-history",
+    )
 
 
 async def dead_letters(settings: Settings, *, expect: int, within: float = 15.0) -> list[DeadLetter]:

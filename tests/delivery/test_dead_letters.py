@@ -22,6 +22,7 @@ from tests.delivery._support import (
     change,
     dead_letters,
     delivering,
+    delivery_history,
     delivery_settings,
     produce,
     receiving,
@@ -32,9 +33,9 @@ from tests.delivery._support import (
 
 
 @asynccontextmanager
-async def admin_api(store: DeadLetters) -> AsyncIterator[aiohttp.ClientSession]:
+async def admin_api(store: DeadLetters, settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:
     app = web.Application(middlewares=[bearer_auth(ADMIN_TOKEN), problems_middleware])
-    add_delivery_routes(app, store)
+    add_delivery_routes(app, store, delivery_history(settings))
     async with (
         TestServer(app, host="127.0.0.1") as server,
         aiohttp.ClientSession(
@@ -63,7 +64,7 @@ async def test_a_dead_letter_is_listed_without_secrets_and_a_replay_delivers_it(
         await produce(settings, [event])
         async with (
             delivering(settings, {"inst-1": instance}, registry) as deliverer,
-            admin_api(deliverer.dead_letters) as api,
+            admin_api(deliverer.dead_letters, settings) as api,
         ):
             (stored,) = await dead_letters(settings, expect=1)
             schema_validator("dead-letter.schema.json").validate(stored.to_json())
@@ -83,6 +84,15 @@ async def test_a_dead_letter_is_listed_without_secrets_and_a_replay_delivers_it(
                 assert secret not in raw
             async with api.get("/instances/inst-1/deliveries", params={"limit": "5"}) as response:
                 assert (await response.json())["deadLetters"] == listing["deadLetters"]
+            async with api.get("/instances/inst-1/deliveries", params={"status": "all"}) as response:
+                raw = await response.read()
+            (failed,) = orjson.loads(raw)["deliveries"]
+            assert (failed["webhookId"], failed["status"], failed["attempts"]) == (event.id, "failed", 4)
+            assert [h["status"] for h in failed["history"]] == [500] * 4
+            assert failed["nextRetryAt"] is None
+            schema_validator("delivery.schema.json").validate(failed)
+            for secret in (b"s3cret", KEY.encode(), b"hook-pass", b"/hooks/in"):
+                assert secret not in raw
 
             receiver_up = True
             async with api.post(
@@ -99,6 +109,19 @@ async def test_a_dead_letter_is_listed_without_secrets_and_a_replay_delivers_it(
             async with api.get("/instances/inst-1/deliveries") as response:
                 assert (await response.json())["count"] == 0
 
+            async def delivered() -> bool:
+                async with api.get("/instances/inst-1/deliveries", params={"status": "delivered"}) as r:
+                    return bool((await r.json())["deliveries"])
+
+            await wait_for(delivered)
+            async with api.get("/instances/inst-1/deliveries", params={"status": "all"}) as response:
+                (done,) = (await response.json())["deliveries"]
+            # The replay starts a fresh count of attempts and keeps the history before it.
+            assert (done["status"], done["attempts"]) == ("delivered", 1)
+            assert [h["outcome"] for h in done["history"]] == ["failed"] * 4 + ["delivered"]
+            assert done["history"][-1]["status"] == 200
+            schema_validator("delivery.schema.json").validate(done)
+
     replayed = receiver.hits[-1]
     assert replayed.webhook_id == event.id
     assert sample(registry, "gateway_delivery_replays_total") == 1
@@ -109,11 +132,25 @@ async def test_the_routes_check_their_input_and_need_the_token(
     settings: Settings, registry: CollectorRegistry
 ) -> None:
     settings = delivery_settings(settings)
-    async with delivering(settings, {}, registry) as deliverer, admin_api(deliverer.dead_letters) as api:
+    async with (
+        delivering(settings, {}, registry) as deliverer,
+        admin_api(deliverer.dead_letters, settings) as api,
+    ):
         async with api.get("/instances/x/deliveries", params={"limit": "0"}) as response:
             assert response.status == 400
-        async with api.get("/instances/x/deliveries", params={"status": "delivered"}) as response:
+        async with api.get("/instances/x/deliveries", params={"status": "delivered,lost"}) as response:
             assert response.status == 400
+            assert (await response.json())["errors"][0]["path"] == "$.status"
+        async with api.get("/instances/x/deliveries", params={"status": "all", "cursor": "!!"}) as response:
+            assert response.status == 400
+            assert (await response.json())["errors"][0]["path"] == "$.cursor"
+        async with api.get("/instances/x/deliveries", params={"status": "all"}) as response:
+            assert await response.json() == {
+                "instanceId": "x",
+                "count": 0,
+                "deliveries": [],
+                "nextCursor": None,
+            }
         async with api.post("/instances/x/deliveries/replay", json={"since": "yesterday"}) as response:
             assert response.status == 400
             assert (await response.json())["errors"][0]["path"] == "$.since"
@@ -121,3 +158,48 @@ async def test_the_routes_check_their_input_and_need_the_token(
             assert await response.json() == {"instanceId": "x", "replayed": 0, "ids": []}
         async with api.get("/instances/x/deliveries", headers={"Authorization": "Bearer no"}) as r:
             assert r.status == 401
+
+
+async def test_the_history_pages_newest_first_and_shows_a_parked_retry(
+    settings: Settings, registry: CollectorRegistry
+) -> None:
+    # The third retry waits 60 s in a retry tier: long enough to see it listed as retrying.
+    settings = delivery_settings(settings, retry_schedule=[0.0, 60.0])
+    events = [change("inst-1", n) for n in range(1, 6)]
+
+    async def fails_the_first(_attempt: int, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=500 if request.headers.get("webhook-id") == events[0].id else 204)
+
+    async with receiving(fails_the_first) as receiver:
+        await produce(settings, events)
+        async with (
+            delivering(settings, {"inst-1": webhook_instance("inst-1", receiver.url)}, registry) as deliverer,
+            admin_api(deliverer.dead_letters, settings) as api,
+        ):
+
+            async def listed(status: str, count: int) -> bool:
+                async with api.get("/instances/inst-1/deliveries", params={"status": status}) as r:
+                    return int((await r.json())["count"]) == count
+
+            await wait_for(lambda: listed("delivered", 4))
+            await wait_for(lambda: listed("retrying", 1))
+            async with api.get("/instances/inst-1/deliveries", params={"status": "retrying"}) as r:
+                (parked,) = (await r.json())["deliveries"]
+            assert (parked["eventId"], parked["attempts"]) == (events[0].id, 2)
+            assert parked["nextRetryAt"] > parked["at"]
+            assert [h["status"] for h in parked["history"]] == [500, 500]
+            schema_validator("delivery.schema.json").validate(parked)
+
+            seen: list[str] = []
+            pages = 0
+            params = {"status": "delivered,retrying", "limit": "2"}
+            while True:
+                async with api.get("/instances/inst-1/deliveries", params=params) as r:
+                    page = await r.json()
+                pages += 1
+                seen += [d["eventId"] for d in page["deliveries"]]
+                if page["nextCursor"] is None:
+                    break
+                params = {**params, "cursor": page["nextCursor"]}
+    assert pages == 3
+    assert sorted(seen) == sorted(event.id for event in events)

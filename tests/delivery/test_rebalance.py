@@ -99,7 +99,12 @@ async def test_a_record_of_a_partition_being_handed_over_makes_no_further_attemp
         receiving(failing) as receiver,
         TopicAdmin(bootstrap_servers=settings.kafka_bootstrap_servers, replication_factor=1) as admin,
     ):
-        await ensure_delivery_topics(admin, layout, settings.delivery_topic_partitions)
+        await ensure_delivery_topics(
+            admin,
+            layout,
+            settings.delivery_topic_partitions,
+            history_retention_hours=settings.delivery_history_retention_hours,
+        )
         async with (
             DisabledInstances(
                 bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -131,6 +136,7 @@ async def test_a_record_of_a_partition_being_handed_over_makes_no_further_attemp
                     retry_after_max=1.0,
                     rotation_grace=0.0,
                     dead_letter_partitions=settings.delivery_topic_partitions,
+                    history=True,
                     unknown_instance_grace=0.0,
                 ),
             )
@@ -148,4 +154,4 @@ async def test_a_record_of_a_partition_being_handed_over_makes_no_further_attemp
             # Still owned: the first retry waits in memory (the schedule's 0 s), the next one is parked.
             outputs = await asyncio.wait_for(handler.handle(record), timeout=10)
     assert len(receiver.hits) == 3
-    assert [output.topic for output in outputs] == [layout.retry(0.2)]
+    assert [output.topic for output in outputs] == [layout.retry(0.2), layout.deliveries]

@@ -19,6 +19,7 @@ from yarl import URL
 
 from gateway.api.cluster import cluster_view
 from gateway.api.console._dead_letters import dead_letters_page
+from gateway.api.console._deliveries import deliveries_page
 from gateway.api.console._form import form_of, new_form, place_problems, read_form
 from gateway.api.console._overview import overview_page
 from gateway.api.console._pages import (
@@ -29,13 +30,14 @@ from gateway.api.console._pages import (
     sign_in_page,
 )
 from gateway.api.console._session import COOKIE, LIFETIME_SECONDS, Session, SessionSigner
-from gateway.api.deliveries import DEAD_LETTERS
+from gateway.api.deliveries import DEAD_LETTERS, DELIVERY_HISTORY
 from gateway.api.instances import INSTANCE_LOG, store_new, store_replace, stored_body
 from gateway.api.rates import RATES
 from gateway.api.responses import RequestProblem
 from gateway.api.status import POLL_STATUS, instance_status
 from gateway.api.stream import stream_events
 from gateway.api.test_event import send_test_event
+from gateway.delivery.history import STATUSES, Status
 from gateway.errors import InstanceValidationError, Problem, ProblemsError, PublishError
 from gateway.instances import validate_instance
 
@@ -43,6 +45,11 @@ SIGNER = web.AppKey("console_signer", SessionSigner)
 _SESSION = web.RequestKey("console_session", Session)
 _STATIC = Path(str(files("gateway.api.console") / "static"))
 _DEAD_LETTERS_SHOWN = 200
+_DELIVERIES_SHOWN = 50
+_DELIVERY_FILTERS: dict[str, frozenset[Status]] = {
+    "all": frozenset(STATUSES),
+    **{status: frozenset([status]) for status in STATUSES},
+}
 _OPEN = frozenset({"/console/sign-in"})
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -267,6 +274,25 @@ async def _dead_letters(request: web.Request) -> web.Response:
     return _html(dead_letters_page(instance_id, name, letters, csrf=_csrf(request), notice=notice))
 
 
+async def _deliveries(request: web.Request) -> web.Response:
+    instance_id = request.match_info["id"]
+    body = _found(request, instance_id)
+    status = request.query.get("status", "all")
+    if status not in _DELIVERY_FILTERS:
+        raise web.HTTPBadRequest(text=f"the status must be one of {', '.join(_DELIVERY_FILTERS)}")
+    try:
+        shown = await request.config_dict[DELIVERY_HISTORY].page(
+            instance_id,
+            limit=_DELIVERIES_SHOWN,
+            statuses=_DELIVERY_FILTERS[status],
+            cursor=request.query.get("cursor"),
+        )
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text="that page of deliveries does not exist; start from the first") from exc
+    name = str(body.get("name", instance_id))
+    return _html(deliveries_page(instance_id, name, shown, status=status, csrf=_csrf(request)))
+
+
 def _since_ms(text: str) -> int | None:
     """A datetime-local value, read as UTC; empty is no bound."""
     if not text:
@@ -330,6 +356,7 @@ def create_console_app(*, admin_token: str) -> web.Application:
     app.router.add_get("/instances/{id}", _detail)
     app.router.add_get("/instances/{id}/events", _events)
     app.router.add_get("/instances/{id}/dead-letters", _dead_letters)
+    app.router.add_get("/instances/{id}/deliveries", _deliveries)
     app.router.add_post("/instances/{id}/test-event", _test_event)
     app.router.add_post("/instances/{id}/dead-letters/replay", _replay)
     app.router.add_get("/instances/{id}/edit", _edit_form)

@@ -23,11 +23,18 @@ def _attempt_row(attempt: AttemptRecord) -> str:
     )
 
 
+def attempts_table(history: Sequence[AttemptRecord]) -> str:
+    rows = "".join(_attempt_row(attempt) for attempt in history)
+    return f"""<div class="table-wrap"><table class="instances attempts">
+    <thead><tr><th scope="col">Attempt</th><th scope="col">Time</th><th scope="col">Outcome</th><th scope="col">HTTP status</th><th scope="col">Duration</th><th scope="col">Error</th></tr></thead>
+    <tbody>{rows}</tbody>
+    </table></div>"""
+
+
 def _letter(letter: DeadLetter) -> str:
     event_id = e(letter.event_id)
     subject = e(letter.event.get("subject", ""))
     kind = e(letter.event.get("type", ""))
-    attempts = "".join(_attempt_row(a) for a in letter.history)
     return f"""<li class="dead-letter">
   <div class="dead-letter-line">
     <input type="checkbox" id="dl-{event_id}" name="selected" value="{event_id}">
@@ -37,10 +44,7 @@ def _letter(letter: DeadLetter) -> str:
   <p class="hint">Event <code>{event_id}</code>: {e(letter.reason)} after {letter.attempts} attempt{"s" if letter.attempts != 1 else ""}, {e(rfc3339(letter.at_ms))}. {e(letter.detail)}</p>
   <details>
     <summary>Attempts ({len(letter.history)})</summary>
-    <div class="table-wrap"><table class="instances attempts">
-    <thead><tr><th scope="col">Attempt</th><th scope="col">Time</th><th scope="col">Outcome</th><th scope="col">HTTP status</th><th scope="col">Duration</th><th scope="col">Error</th></tr></thead>
-    <tbody>{attempts}</tbody>
-    </table></div>
+    {attempts_table(letter.history)}
   </details>
 </li>"""
 
@@ -56,7 +60,7 @@ def dead_letters_page(
         else '<p class="empty-note">No dead letters: every event was delivered or is still being retried.</p>'
     )
     notice_html = f'<p class="notice" role="status">{e(notice)}</p>' if notice else ""
-    main = f"""<div class="heading"><h1>Dead letters of {e(name)}</h1><a class="button secondary" href="/console/instances/{iid}">Back to the instance</a></div>
+    main = f"""<div class="heading"><h1>Dead letters of {e(name)}</h1><div class="heading-actions"><a class="button secondary" href="/console/instances/{iid}/deliveries">Deliveries</a> <a class="button secondary" href="/console/instances/{iid}">Back to the instance</a></div></div>
 <p class="hint">Events whose delivery gave up, newest first, with every attempt. A replay sends them again with a fresh count of attempts.</p>
 {notice_html}
 <form method="post" action="/console/instances/{iid}/dead-letters/replay">

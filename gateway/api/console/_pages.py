@@ -334,7 +334,7 @@ def instance_page(
     title = str(body.get("name", instance_id))
     main = f"""<div class="heading"><h1>{e(title)}</h1><div class="heading-actions">
 <form method="post" action="/console/instances/{e(instance_id)}/test-event">{csrf_input(csrf)}<button type="submit" class="secondary">Send test event</button></form>
-<a class="button secondary" href="/console/instances/{e(instance_id)}/dead-letters">Dead letters</a> <a class="button" href="/console/instances/{e(instance_id)}/edit">Edit instance</a></div></div>
+<a class="button secondary" href="/console/instances/{e(instance_id)}/deliveries">Deliveries</a> <a class="button secondary" href="/console/instances/{e(instance_id)}/dead-letters">Dead letters</a> <a class="button" href="/console/instances/{e(instance_id)}/edit">Edit instance</a></div></div>
 {"" if test_answer is None else _test_answer(test_answer)}
 <p class="hint">Instance <code>{e(instance_id)}</code>. The figures of each resource's last poll, as <code>GET /instances/{e(instance_id)}/status</code> gives them; reload the page for newer ones.</p>
 <div class="table-wrap">

@@ -320,6 +320,19 @@ async def test_a_failing_delivery_is_dead_lettered_with_its_attempts_and_a_repla
         await expect(statuses).to_have_text(["500"] * 4)
         await screenshot(page, "dead-letters")
 
+        # The same failing webhook in the deliveries, with its webhook-id and every attempt.
+        await page.get_by_role("link", name="Deliveries").click()
+        await page.get_by_label("Status").select_option("failed")
+        await page.get_by_role("button", name="Show").click()
+        failing = page.locator(".delivery").filter(has_text=record_id)
+        await expect(failing.locator(".delivery-status")).to_have_text("Failed")
+        await expect(failing).to_contain_text("4 attempts")
+        await failing.get_by_text("Attempts (4)").click()
+        await expect(failing.locator('td[data-label="HTTP status"]')).to_have_text(["500"] * 4)
+        await expect(failing.locator('td[data-label="Duration"]').first).to_contain_text("ms")
+        await screenshot(page, "deliveries")
+        await page.get_by_role("link", name="Dead letters").click()
+
         receiver_up = True
         await letter.get_by_role("button", name="Replay").click()
         await expect(page.get_by_role("status")).to_contain_text("Replayed 1 dead letter.")
@@ -329,6 +342,15 @@ async def test_a_failing_delivery_is_dead_lettered_with_its_attempts_and_a_repla
         await expect(page.get_by_text("Test event delivered")).to_contain_text("answered 204")
         await screenshot(page, "instance-test-event")
         await wait_for(lambda: len(delivered(receiver, record_id)) == 5)  # 4 refused, then this one
+        await page.get_by_role("link", name="Deliveries").click()
+        replayed = page.locator(".delivery").filter(has_text=record_id)
+        for _attempt in range(200):
+            if await replayed.locator(".delivery-status").filter(has_text="Delivered").count():
+                break
+            await page.wait_for_timeout(100)
+            await page.reload()
+        await replayed.get_by_text("Attempts (5)").click()
+        await expect(replayed.locator('td[data-label="HTTP status"]')).to_have_text(["500"] * 4 + ["204"])
 
         # The overview: the change and the deliveries counted in this hour, and this poller replica.
         await page.get_by_role("link", name="Overview").click()
