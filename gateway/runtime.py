@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from gateway.api import Health, create_api_app, create_metrics_app
+from gateway.api import create_api_app, create_metrics_app
 from gateway.api.cluster import PollerGroup
 from gateway.api.rates import MinuteRates
 from gateway.api.stream import EventTail
@@ -29,6 +29,7 @@ from gateway.delivery.dead_letters import DeadLetters
 from gateway.delivery.runner import delivery_topics, open_dead_letters, start_deliverer
 from gateway.departure import Departure, StatefulSetPod
 from gateway.errors import ConfigError, InstanceValidationError, TaskCrashed
+from gateway.health import Health
 from gateway.instances import SecretBox, validate_instance
 from gateway.instances.declared import load_declared_instances
 from gateway.instances.model import Instance

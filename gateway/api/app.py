@@ -10,7 +10,7 @@ from gateway.api.auth import bearer_auth
 from gateway.api.cluster import PollerGroup, add_cluster_routes
 from gateway.api.console import create_console_app
 from gateway.api.deliveries import add_delivery_routes
-from gateway.api.health import Health, add_health_routes
+from gateway.api.health import add_health_routes
 from gateway.api.instances import CALLBACK_NETWORKS, INSTANCE_LOG, add_routes
 from gateway.api.openapi import add_openapi_route, openapi_document
 from gateway.api.rates import RATES, MinuteRates
@@ -19,6 +19,7 @@ from gateway.api.status import add_status_routes
 from gateway.api.stream import EventTail, add_stream_routes
 from gateway.api.test_event import TestEventSender, add_test_event_routes
 from gateway.delivery.dead_letters import DeadLetters
+from gateway.health import Health
 from gateway.kafka.instance_log import InstanceLog
 from gateway.polling.status import PollStatus
 from gateway.settings import IPNetwork
