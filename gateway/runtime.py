@@ -32,8 +32,8 @@ from gateway.errors import ConfigError, InstanceValidationError, TaskCrashed
 from gateway.health import Health
 from gateway.instances import SecretBox, validate_instance
 from gateway.instances.declared import load_declared_instances
+from gateway.instances.log import Body, InstanceLog, decode_body
 from gateway.instances.model import Instance
-from gateway.kafka.instance_log import Body, InstanceLog, decode_body
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.kafka.transactions import TransactionalWriter
 from gateway.metrics import KafkaMetrics, PollingMetrics, SourceMetrics, TaskMetrics, process_registry

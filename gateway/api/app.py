@@ -20,7 +20,7 @@ from gateway.api.stream import EventTail, add_stream_routes
 from gateway.api.test_event import TestEventSender, add_test_event_routes
 from gateway.delivery.dead_letters import DeadLetters
 from gateway.health import Health
-from gateway.kafka.instance_log import InstanceLog
+from gateway.instances.log import InstanceLog
 from gateway.polling.status import PollStatus
 from gateway.settings import IPNetwork
 
