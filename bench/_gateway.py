@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench._procs import Child, free_port
 from gateway.instances import SecretBox, validate_instance
-from gateway.kafka.instance_log import InstanceLog
+from gateway.instances.log import InstanceLog
 from gateway.kafka.topics import TopicNames
 from gateway.metrics import TaskMetrics
 from gateway.tasks import Watchdog

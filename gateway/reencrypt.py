@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from gateway.kafka.instance_log import Body, InstanceLog
+from gateway.instances.log import Body, InstanceLog
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.metrics import TaskMetrics
 from gateway.runtime import secret_box

@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from gateway.api import Health, create_api_app, create_metrics_app
+from gateway.api import create_api_app, create_metrics_app
 from gateway.api.cluster import PollerGroup
 from gateway.api.rates import MinuteRates
 from gateway.api.stream import EventTail
@@ -30,10 +30,11 @@ from gateway.delivery.history import DeliveryHistory
 from gateway.delivery.runner import delivery_topics, open_dead_letters, start_deliverer
 from gateway.departure import Departure, StatefulSetPod
 from gateway.errors import ConfigError, InstanceValidationError, TaskCrashed
+from gateway.health import Health
 from gateway.instances import SecretBox, validate_instance
 from gateway.instances.declared import load_declared_instances
+from gateway.instances.log import Body, InstanceLog, decode_body
 from gateway.instances.model import Instance
-from gateway.kafka.instance_log import Body, InstanceLog, decode_body
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.kafka.transactions import TransactionalWriter
 from gateway.metrics import KafkaMetrics, PollingMetrics, SourceMetrics, TaskMetrics, process_registry

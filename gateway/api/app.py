@@ -10,7 +10,7 @@ from gateway.api.auth import bearer_auth
 from gateway.api.cluster import PollerGroup, add_cluster_routes
 from gateway.api.console import create_console_app
 from gateway.api.deliveries import add_delivery_routes
-from gateway.api.health import Health, add_health_routes
+from gateway.api.health import add_health_routes
 from gateway.api.instances import CALLBACK_NETWORKS, INSTANCE_LOG, add_routes
 from gateway.api.openapi import add_openapi_route, openapi_document
 from gateway.api.rates import RATES, MinuteRates
@@ -20,7 +20,8 @@ from gateway.api.stream import EventTail, add_stream_routes
 from gateway.api.test_event import TestEventSender, add_test_event_routes
 from gateway.delivery.dead_letters import DeadLetters
 from gateway.delivery.history import DeliveryHistory
-from gateway.kafka.instance_log import InstanceLog
+from gateway.health import Health
+from gateway.instances.log import InstanceLog
 from gateway.polling.status import PollStatus
 from gateway.settings import IPNetwork
 

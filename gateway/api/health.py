@@ -1,36 +1,13 @@
-"""Liveness and readiness, served on the metrics port by every role and on the API port too."""
+"""Liveness and readiness (`/healthz`, `/readyz`), served on the metrics port by every role and on the
+API port too. The conditions are kept in `gateway.health`."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gateway.api.responses import json_response
-
-
-@dataclass(slots=True)
-class Health:
-    """Readiness conditions, each read from the component that owns it when a probe asks."""
-
-    checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
-    shutting_down: bool = False
-
-    def watch(self, name: str, check: Callable[[], bool]) -> None:
-        self.checks[name] = check
-
-    def set(self, name: str, ok: bool) -> None:
-        """A condition that changes only when its owner says so."""
-        self.checks[name] = lambda: ok
-
-    def conditions(self) -> dict[str, bool]:
-        return {name: check() for name, check in self.checks.items()}
-
-    @property
-    def ready(self) -> bool:
-        return not self.shutting_down and all(self.conditions().values())
+from gateway.health import Health
 
 
 def add_health_routes(app: web.Application, health: Health) -> None:

@@ -24,7 +24,7 @@ from gateway.instances import (
     unmasked_patch,
     validate_instance,
 )
-from gateway.kafka.instance_log import Body, InstanceLog
+from gateway.instances.log import Body, InstanceLog
 from gateway.settings import IPNetwork
 
 INSTANCE_LOG = web.AppKey("instance_log", InstanceLog)

@@ -1,21 +1,26 @@
-"""The deliverer role: `start_deliverer` builds and runs it; `open_dead_letters` serves an API-only role.
+"""The deliverer role, assembled: `start_deliverer` creates the delivery topics and runs a `Deliverer`;
+`open_dead_letters` gives the role `api`, which serves the API without delivering, its dead letters.
 
-Wiring (`runtime.py`), for the roles `deliverer` and `all`, entered after the `InstanceLog` (which
-reads every instance before it returns, so no event finds its instance missing at start):
+`Deliverer` builds, on entry, the pieces of `gateway.delivery` around one consumer of the delivery
+group: the disabled-instance state, the webhook session, a transactional writer per partition held
+(`PartitionWriters`), the dead letters, the `RecordHandler` and `Endpoints` that make each attempt,
+the `DeliveryReader` that feeds them and the `Committer` that commits what finished. Reading and
+committing run as one vital task of the watchdog. `retry_policy` and `delivery_topics` derive the
+retry schedule and the topic layout from the settings; `runtime.py` also uses `delivery_topics` to
+name the group a departing replica leaves.
 
-    deliverer = await stack.enter_async_context(start_deliverer(
-        settings, topics=topics, admin=admin, instances=instances.get,
-        registry=registry, watchdog=watchdog, revisions=updated_dates.get,
-    ))
-    app = create_api_app(...)
-    add_delivery_routes(app, deliverer.dead_letters)  # before the app is served
+`runtime.py` enters `start_deliverer` (roles `deliverer` and `all`) after the `InstanceLog`, which
+reads every instance before it returns, so no event finds its instance missing at start. It passes
+`instances.get` and `revisions.get`, dicts its InstanceLog listener keeps: an instance id to the
+`Instance` validated from its latest body (deleted or invalid: absent), and to that body's
+`updatedDate`. The API gets `deliverer.dead_letters` (or `open_dead_letters`' for the role `api`)
+through `create_api_app`.
 
-where `instances` maps an instance id to the `Instance` validated from its latest body (deleted or
-invalid: absent) and `updated_dates` to that body's `updatedDate`, both kept by the InstanceLog
-listener. A role that serves the API without delivering uses `open_dead_letters` for the routes.
-
-Shutdown, in order: stop reading, let deliveries in flight finish within `drain_grace`,
-cancel the rest, commit what finished, leave the group, stop the producers, close the session.
+Shutdown, in order: stop the read and commit task; let deliveries in flight finish within
+`drain_grace` and cancel the rest; commit what finished, within `last_commit_grace`; then stop the
+consumer (a dynamic member leaves the group; a static one keeps its place, and `Departure` removes
+it if it goes for good), the dead letters, the partition writers, the webhook session and the
+disabled-instance state.
 """
 
 from __future__ import annotations

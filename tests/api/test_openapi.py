@@ -4,7 +4,8 @@ from typing import Any, cast
 
 import aiohttp
 
-from gateway.api import Health, create_api_app
+from gateway.api import create_api_app
+from gateway.health import Health
 from gateway.runtime import Endpoints
 
 _METHODS = {"GET", "POST", "PATCH", "PUT", "DELETE"}

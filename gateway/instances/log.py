@@ -1,4 +1,5 @@
-"""Instances live in a compacted topic keyed by id, their secrets encrypted. Every replica tails it."""
+"""Instances live in a compacted topic keyed by id, their secrets encrypted. Every replica tails it
+(a `CompactedTopicTable`); this module adds the encryption and the read-your-writes put."""
 
 from __future__ import annotations
 
