@@ -217,7 +217,6 @@ async def start_gateway(
                     bootstrap_servers=bootstrap,
                     topic=delivery_topics(settings, topics).deliveries,
                     partitions=settings.delivery_topic_partitions,
-                    client_id=f"{settings.state_topic_prefix}-delivery-history",
                 ),
                 event_tail=EventTail(
                     bootstrap_servers=bootstrap,

@@ -22,13 +22,12 @@ from types import TracebackType
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from gateway.delivery.layout import DeliveryTopics
 from gateway.delivery.outputs import DELIVERY_TRANSACTION_TIMEOUT_MS, Output, write_outputs
 from gateway.delivery.retry import AttemptRecord, Origin, Parked, history_from_json, history_to_json
 from gateway.events import STRUCTURED_CONTENT_TYPE, rfc3339
-from gateway.kafka.compacted import read_to_end
+from gateway.kafka.compacted import read_table
 from gateway.kafka.partitioning import state_partition
 from gateway.kafka.transactions import TransactionalWriter
 from gateway.metrics import DeliveryMetrics, KafkaMetrics
@@ -149,20 +148,8 @@ class DeadLetters:
         event_ids: Collection[str] | None = None,
     ) -> list[DeadLetter]:
         """The instance's dead letters, newest first."""
-        tp = TopicPartition(self._topics.dead_letters, state_partition(instance_id, self._partitions))
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",  # else a "latest" reset races read_to_end's seek
-            client_id=f"{self._topics.state_prefix}-dead-letters",
-        )
-        await consumer.start()
-        try:
-            consumer.assign([tp])
-            table = await read_to_end(consumer, [tp])
-        finally:
-            await consumer.stop()
+        partition = state_partition(instance_id, self._partitions)
+        table = await read_table(self._bootstrap, self._topics.dead_letters, [partition])
         prefix = f"{instance_id}/"
         found = []
         for key, value in table.items():

@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from gateway.delivery.outputs import Output
 from gateway.delivery.retry import AttemptRecord, history_from_json, history_to_json
 from gateway.events import rfc3339
-from gateway.kafka.compacted import read_to_end
+from gateway.kafka.compacted import read_table
 from gateway.kafka.partitioning import state_partition
 
 Status = Literal["delivered", "retrying", "failed"]
@@ -150,11 +149,10 @@ class DeliveryHistory:
     """The admin API's view of the deliveries topic. Each listing reads the instance's partition
     from its start: an admin operation, bounded by the topic's retention, not a hot path."""
 
-    def __init__(self, *, bootstrap_servers: str, topic: str, partitions: int, client_id: str) -> None:
+    def __init__(self, *, bootstrap_servers: str, topic: str, partitions: int) -> None:
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._partitions = partitions
-        self._client_id = client_id
 
     async def page(
         self,
@@ -169,20 +167,8 @@ class DeliveryHistory:
         return paginate(records, limit=limit, statuses=statuses, since_ms=since_ms, cursor=cursor)
 
     async def _read(self, instance_id: str) -> list[DeliveryRecord]:
-        tp = TopicPartition(self._topic, state_partition(instance_id, self._partitions))
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",  # else a "latest" reset races read_to_end's seek
-            client_id=self._client_id,
-        )
-        await consumer.start()
-        try:
-            consumer.assign([tp])
-            table = await read_to_end(consumer, [tp])
-        finally:
-            await consumer.stop()
+        partition = state_partition(instance_id, self._partitions)
+        table = await read_table(self._bootstrap, self._topic, [partition])
         prefix = f"{instance_id}/"
         return [
             DeliveryRecord.from_json(orjson.loads(value))

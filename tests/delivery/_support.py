@@ -224,7 +224,6 @@ def delivery_history(settings: Settings) -> DeliveryHistory:
         bootstrap_servers=settings.kafka_bootstrap_servers,
         topic=f"{settings.state_topic_prefix}.deliveries",
         partitions=settings.delivery_topic_partitions,
-        client_id="test-delivery-history",
     )
 
 
