@@ -113,6 +113,10 @@ async def test_the_consoles_refusals_are_pages_not_the_apis_json(signed_in: aioh
         assert response.content_type == "text/html"
         assert response.headers["X-Frame-Options"] == "DENY"
         assert "no instance with id &#x27;no-such-id&#x27;" in await response.text()
+    async with signed_in.get("/console/no-such-page") as response:
+        assert response.status == 404
+        assert response.content_type == "text/html"
+        assert "Back to the console" in await response.text()  # the console's page, not JSON
     async with signed_in.post("/console/instances/new", data={"name": "x"}) as response:
         assert response.status == 403
         assert response.content_type == "text/html"
