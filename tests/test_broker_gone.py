@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -76,7 +77,43 @@ async def private_broker(tmp_path: Path) -> AsyncIterator[PrivateBroker]:
 
 
 def _complaints(output: str) -> list[str]:
-    return [line for line in output.splitlines() if any(c in line for c in ASYNCIO_COMPLAINTS)]
+    return [
+        line
+        for line in output.splitlines()
+        if any(c in line for c in ASYNCIO_COMPLAINTS) and not _inside_aiokafka(line)
+    ]
+
+
+def _inside_aiokafka(line: str) -> bool:
+    """aiokafka's own account of a broker that vanished mid-transaction: its sender logs the error, and
+    can leave a produce task or a shielded abort with an exception nobody retrieves (a race in the
+    library, seen once in CI: aio-libs/aiokafka#907). None of our code is in such a record, so it says
+    nothing of how the gateway stopped; a complaint that has a frame of ours still counts."""
+    with contextlib.suppress(ValueError):
+        record = json.loads(line)
+        if not isinstance(record, dict):
+            return False
+        logger = str(record.get("logger", ""))
+        text = f"{record.get('message', '')}\n{record.get('exception', '')}"
+        ours = f"{ROOT / 'gateway'}/" in text
+        return not ours and (logger.startswith("aiokafka") or (logger == "asyncio" and "/aiokafka/" in text))
+    return False
+
+
+def test_only_complaints_without_a_frame_of_ours_are_put_down_to_aiokafka() -> None:
+    library = "/venv/lib/python3.11/site-packages/aiokafka/producer/sender.py"
+    theirs = {
+        "logger": "asyncio",
+        "message": "Task exception was never retrieved",
+        "exception": f'Traceback (most recent call last):\n  File "{library}", line 288',
+    }
+    ours = {**theirs, "exception": theirs["exception"] + f'\n  File "{ROOT / "gateway" / "tasks.py"}"'}
+    sender = {"logger": "aiokafka.producer.sender", "message": "Unexpected error", "exception": "Traceback"}
+    output = "\n".join(json.dumps(record) for record in (theirs, ours, sender))
+    assert _complaints(output + "\nTask was destroyed but it is pending!") == [
+        json.dumps(ours),
+        "Task was destroyed but it is pending!",
+    ]
 
 
 @pytest.mark.timeout(180)
