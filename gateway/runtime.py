@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.api import create_api_app, create_metrics_app
 from gateway.api.cluster import PollerGroup
+from gateway.api.columns import ColumnCheck
 from gateway.api.rates import MinuteRates
 from gateway.api.stream import EventTail
 from gateway.api.test_event import TestEventSender
@@ -34,7 +35,7 @@ from gateway.health import Health
 from gateway.instances import SecretBox, validate_instance
 from gateway.instances.declared import load_declared_instances
 from gateway.instances.log import Body, InstanceLog, decode_body
-from gateway.instances.model import Instance
+from gateway.instances.model import Instance, SourceConnection
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.kafka.transactions import TransactionalWriter
 from gateway.metrics import KafkaMetrics, PollingMetrics, SourceMetrics, TaskMetrics, process_registry
@@ -43,11 +44,13 @@ from gateway.polling.supervisor import PollerSupervisor
 from gateway.settings import Settings
 from gateway.sources.base import Source
 from gateway.sources.dynamics import DynamicsSource
+from gateway.sources.dynamics.transport import RetryPolicy
 from gateway.tasks import Watchdog, cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
 _TEST_EVENT_CONNECTIONS = 4  # test events are a person's clicks, not a load
+_COLUMN_CHECK_TIMEOUT_SECONDS = 10.0
 
 Role = Literal["all", "poller", "deliverer", "api"]
 ROLES: tuple[Role, ...] = ("all", "poller", "deliverer", "api")
@@ -119,6 +122,7 @@ async def start_gateway(
     box = secret_box(settings)
     health = Health()
     kafka_metrics = KafkaMetrics(registry)
+    source_metrics = SourceMetrics(registry)
     watchdog = Watchdog(TaskMetrics(registry))
     health.watch("tasks", watchdog.healthy)
     bootstrap = settings.kafka_bootstrap_servers
@@ -143,7 +147,16 @@ async def start_gateway(
         membership = supervisor = None
         if role in ("all", "poller"):
             membership, supervisor = await _start_pollers(
-                stack, settings, topics, admin, registry, kafka_metrics, box, watchdog, departure
+                stack,
+                settings,
+                topics,
+                admin,
+                registry,
+                kafka_metrics,
+                source_metrics,
+                box,
+                watchdog,
+                departure,
             )
             health.watch("partitions assigned", membership.assigned.is_set)
 
@@ -235,6 +248,7 @@ async def start_gateway(
                     retry_after_max=settings.delivery_retry_after_max_seconds,
                     rotation_grace=settings.signature_rotation_grace_seconds,
                 ),
+                column_check=await _column_check(stack, settings, source_metrics),
                 callback_allowed_networks=settings.callback_allowed_networks,
                 poll_status=None if supervisor is None else supervisor.status,
             )
@@ -255,6 +269,28 @@ async def start_gateway(
         )
 
 
+async def _column_check(
+    stack: AsyncExitStack, settings: Settings, source_metrics: SourceMetrics
+) -> ColumnCheck:
+    """The API's check of `select` columns: one try per request, so that a save waits seconds at most
+    for an organisation that does not answer."""
+    session = await stack.enter_async_context(aiohttp.ClientSession())
+    replica = replica_id(settings)
+
+    def source_for(connection: SourceConnection) -> DynamicsSource:
+        return DynamicsSource(
+            connection,
+            session=session,
+            metrics=source_metrics,
+            max_concurrency=1,
+            request_timeout=min(_COLUMN_CHECK_TIMEOUT_SECONDS, settings.http_timeout_seconds),
+            retry_policy=RetryPolicy(tries=1, throttled_tries=1),
+            replica_id=replica,
+        )
+
+    return ColumnCheck(source_for)
+
+
 async def _start_pollers(
     stack: AsyncExitStack,
     settings: Settings,
@@ -262,6 +298,7 @@ async def _start_pollers(
     admin: TopicAdmin,
     registry: CollectorRegistry,
     kafka_metrics: KafkaMetrics,
+    source_metrics: SourceMetrics,
     box: SecretBox,
     watchdog: Watchdog,
     departure: Departure | None,
@@ -269,7 +306,6 @@ async def _start_pollers(
     bootstrap = settings.kafka_bootstrap_servers
     polling_metrics = PollingMetrics(registry, per_instance=settings.metrics_per_instance)
     session = await stack.enter_async_context(aiohttp.ClientSession())
-    source_metrics = SourceMetrics(registry)
     replica = replica_id(settings)
 
     def source_for(instance: Instance) -> Source:

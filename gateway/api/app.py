@@ -8,6 +8,7 @@ from aiohttp import web
 
 from gateway.api.auth import bearer_auth
 from gateway.api.cluster import PollerGroup, add_cluster_routes
+from gateway.api.columns import COLUMN_CHECK, ColumnCheck
 from gateway.api.console import create_console_app
 from gateway.api.deliveries import add_delivery_routes
 from gateway.api.health import add_health_routes
@@ -37,6 +38,7 @@ def create_api_app(
     event_tail: EventTail,
     test_events: TestEventSender,
     rates: MinuteRates,
+    column_check: ColumnCheck,
     callback_allowed_networks: Sequence[IPNetwork] = (),
     poll_status: PollStatus | None = None,
 ) -> web.Application:
@@ -47,6 +49,7 @@ def create_api_app(
     )
     app[INSTANCE_LOG] = instance_log
     app[CALLBACK_NETWORKS] = tuple(callback_allowed_networks)
+    app[COLUMN_CHECK] = column_check
     add_routes(app)
     add_cluster_routes(app, poller_group)
     add_delivery_routes(app, dead_letters, delivery_history)

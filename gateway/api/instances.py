@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import ChainMapProxy, web
 
+from gateway.api.columns import COLUMN_CHECK
 from gateway.api.responses import RequestProblem, json_response, read_json
 from gateway.delivery.ssrf import check_callback_url
 from gateway.errors import CallbackRefused, InstanceValidationError, Problem
@@ -113,10 +114,11 @@ async def store_new(app: web.Application | ChainMapProxy, body: Any) -> tuple[Bo
     console's form both come here. Returns the stored body and the validator's warnings."""
     instance_id = str(uuid.uuid4())
     validated = _validated(body, instance_id, app[CALLBACK_NETWORKS])
+    warnings = validated.warnings + await app[COLUMN_CHECK].warnings(validated.instance)
     now = _now()
     stored = {**body, "id": instance_id, "createdDate": now, "updatedDate": now}
     await app[INSTANCE_LOG].put(instance_id, stored)
-    return stored, validated.warnings
+    return stored, warnings
 
 
 async def store_patch(
@@ -131,8 +133,9 @@ async def store_patch(
     _remember_rotated_signature_key(body, merged)
     merged.update(id=instance_id, createdDate=body.get("createdDate"), updatedDate=_now())
     validated = _validated(merged, instance_id, app[CALLBACK_NETWORKS])
+    warnings = validated.warnings + await app[COLUMN_CHECK].warnings(validated.instance)
     await app[INSTANCE_LOG].put(instance_id, merged)
-    return merged, validated.warnings
+    return merged, warnings
 
 
 async def store_replace(
@@ -146,8 +149,9 @@ async def store_replace(
     replaced = {**body, "id": instance_id, "createdDate": before.get("createdDate"), "updatedDate": _now()}
     _remember_rotated_signature_key(before, replaced)
     validated = _validated(replaced, instance_id, app[CALLBACK_NETWORKS])
+    warnings = validated.warnings + await app[COLUMN_CHECK].warnings(validated.instance)
     await app[INSTANCE_LOG].put(instance_id, replaced)
-    return replaced, validated.warnings
+    return replaced, warnings
 
 
 async def create_instance(request: web.Request) -> web.Response:

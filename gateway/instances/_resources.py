@@ -28,6 +28,7 @@ from gateway.instances._read import (
     get_number,
     get_string,
     get_zone,
+    json_type,
     warn_unknown,
 )
 from gateway.instances.model import DatesConfiguration, ResourceConfig
@@ -49,6 +50,7 @@ RESOURCE_KEYS = (
     "snapshot",
     "primaryKey",
     "previousValues",
+    "select",
 )
 DATES_KEYS = (
     "updatedDateField",
@@ -101,6 +103,7 @@ def _read_resource(
     snapshot = get_bool(report, spec, "snapshot", path, default=False)
     previous_values = get_bool(report, spec, "previousValues", path, default=False)
     primary_key = get_string(report, spec, "primaryKey", path)
+    select = _read_select(report, spec, path)
     if primary_key is not None and not _LOGICAL_NAME.fullmatch(primary_key):
         report.error(child(path, "primaryKey"), "must be a column's logical name, such as accountid")
     if snapshot and target is not None and not target.change_tracking:
@@ -124,7 +127,34 @@ def _read_resource(
         snapshot=snapshot,
         primary_key=primary_key,
         previous_values=previous_values,
+        select=select,
     )
+
+
+def _read_select(report: Report, spec: Mapping[str, Any], path: str) -> tuple[str, ...] | None:
+    """The columns to fetch: logical names, or `_<lookup>_value` for a lookup's id."""
+    if "select" not in spec:
+        return None
+    path = child(path, "select")
+    columns = spec["select"]
+    if not isinstance(columns, list) or not columns:
+        report.error(path, f"must be a non-empty array of column names, got {_described(columns)}")
+        return None
+    seen: set[str] = set()
+    for index, column in enumerate(columns):
+        if not isinstance(column, str) or not _LOGICAL_NAME.fullmatch(column):
+            report.error(
+                child(path, index), "must be a column's logical name, such as name or _parentaccountid_value"
+            )
+        elif column in seen:
+            report.error(child(path, index), f"repeats {column}")
+        else:
+            seen.add(column)
+    return tuple(columns) if len(seen) == len(columns) else None
+
+
+def _described(value: object) -> str:
+    return "an empty array" if value == [] else json_type(value)
 
 
 def _read_target(report: Report, spec: Mapping[str, Any], path: str, timezone: ZoneInfo) -> _Target | None:

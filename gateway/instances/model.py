@@ -40,6 +40,7 @@ class ResourceConfig:
     snapshot: bool = False  # emit existing rows on the first change-tracking call
     primary_key: str | None = None  # override of the table's primary key, for custom tables
     previous_values: bool = False  # UPDATED events carry the changed columns' previous values
+    select: tuple[str, ...] | None = None  # the columns to fetch ($select); None: every column
 
 
 @dataclass(frozen=True, slots=True)

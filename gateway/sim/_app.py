@@ -22,6 +22,7 @@ from gateway.sim._auth import challenge
 from gateway.sim._clock import format_timestamp
 from gateway.sim._errors import OAuthError, ServiceError, Throttled, Unauthenticated
 from gateway.sim._faults import BodyFault
+from gateway.sim._metadata import entity_definitions
 from gateway.sim._query import Page, Preferences, Query, deltatoken, parse_query, run_query
 from gateway.sim._store import Table
 
@@ -60,6 +61,7 @@ def create_app(sim: Simulator) -> web.Application:
     """The aiohttp application of `sim`, for an AppRunner or aiohttp's test utilities."""
     app = web.Application(middlewares=[_middleware(sim)])
     routes = _DataRoutes(sim)
+    app.router.add_get(f"{API_ROOT}/EntityDefinitions", routes.entity_definitions)
     app.router.add_get(f"{API_ROOT}/{{entity_set}}", routes.entity_set)
     app.router.add_post("/adfs/oauth2/token", routes.token)
     add_admin_routes(app, sim)
@@ -126,6 +128,12 @@ async def _serve_api(
 class _DataRoutes:
     def __init__(self, sim: Simulator) -> None:
         self._sim = sim
+
+    async def entity_definitions(self, request: web.Request) -> web.Response:
+        """GET `/api/data/v9.2/EntityDefinitions`: a table's definition with its columns."""
+        tables = {name: table.spec for name, table in self._sim.state.tables.items()}
+        body = orjson.dumps(entity_definitions(tables, request.query))
+        return web.Response(body=body, headers={hdrs.CONTENT_TYPE: _JSON, "OData-Version": "4.0"})
 
     async def entity_set(self, request: web.Request) -> web.StreamResponse:
         """GET `/api/data/v9.2/<entity set>`: a page of rows, or of changes under change tracking."""

@@ -25,6 +25,7 @@ def _routed() -> set[tuple[str, str]]:
         event_tail=unused,
         test_events=unused,
         rates=unused,
+        column_check=unused,
     )
     return {
         (route.method, route.resource.canonical)

@@ -380,6 +380,37 @@ CASES = (
         True,
     ),
     Case(
+        "select not a list",
+        _accounts(select="name"),
+        f"{ACCOUNTS}.select",
+        "must be a non-empty array of column names, got string",
+        True,
+    ),
+    Case(
+        "select empty",
+        _accounts(select=[]),
+        f"{ACCOUNTS}.select",
+        "must be a non-empty array of column names, got an empty array",
+        True,
+    ),
+    Case(
+        "select bad name",
+        _accounts(select=["name", "account number"]),
+        f"{ACCOUNTS}.select[1]",
+        "must be a column's logical name, such as name or _parentaccountid_value",
+        True,
+    ),
+    Case(
+        "select number",
+        _accounts(select=[7]),
+        f"{ACCOUNTS}.select[0]",
+        "must be a column's logical name, such as name or _parentaccountid_value",
+        True,
+    ),
+    Case(
+        "select repeated", _accounts(select=["name", "name"]), f"{ACCOUNTS}.select[1]", "repeats name", True
+    ),
+    Case(
         "headers not JSON",
         _set("event.notification.callback.headers", "{bad"),
         HEADERS,

@@ -61,6 +61,8 @@ def _valid_bodies() -> dict[str, Any]:
                             "filterByCurrentDate": True,
                             "snapshot": "true",
                             "primaryKey": "accountid",
+                            "previousValues": True,
+                            "select": ["name", "_primarycontactid_value"],
                             "unknown": 1,
                         },
                         "contacts": {

@@ -15,11 +15,12 @@ from yarl import URL
 from gateway import __version__
 from gateway.errors import SourceAuthError, SourceRequestError, SourceResponseError
 from gateway.formats.ceql import ChangeTracking, ODataFilter, parse_hub_url, translate_where
-from gateway.instances.model import SourceConnection
+from gateway.instances.model import ResourceConfig, SourceConnection
 from gateway.metrics import SourceMetrics
 from gateway.sources.base import FetchRequest, SourcePage
 from gateway.sources.dynamics.auth import OAuthTokens
 from gateway.sources.dynamics.entities import EntitySet, entity_set
+from gateway.sources.dynamics.metadata import TableColumns, definition_path, read_definition
 from gateway.sources.dynamics.normalise import normalise_page
 from gateway.sources.dynamics.transport import RetryPolicy, Transport
 
@@ -70,6 +71,17 @@ class DynamicsSource:
             user_agent=user_agent(replica_id),
         )
         self._auth = OAuthTokens(connection, transport=self._transport, metrics=metrics, clock=clock)
+        self._columns: dict[str, TableColumns | None] = {}
+
+    async def table_columns(self, resource: ResourceConfig) -> TableColumns | None:
+        """The columns of the table a resource reads, read from its definition once and kept; None when
+        the organisation has no such table."""
+        table = entity_set(resource.object_type, resource.primary_key)
+        if table.name not in self._columns:
+            url = self._api + definition_path(table.name)
+            body = await self._get(URL(url, encoded=True), prefer=None)
+            self._columns[table.name] = read_definition(body, table.name, url)
+        return self._columns[table.name]
 
     async def pages(self, request: FetchRequest) -> AsyncIterator[SourcePage]:
         """Every page of one poll, in order. With change tracking (`where=fetchChanges='true'`) the first
@@ -85,9 +97,10 @@ class DynamicsSource:
         tracking = isinstance(mode, ChangeTracking)
         page_size = min(request.resource.page_size, _MAX_PAGE_SIZE)
         prefer = f"odata.maxpagesize={page_size}"
-        table_url = f"{self._api}{table.name}"
+        options = _select_option(request.resource, table.primary_key)
         if isinstance(mode, ODataFilter):
-            table_url += "?$filter=" + quote(mode.expression, safe="'(),:")
+            options.append("$filter=" + quote(mode.expression, safe="'(),:"))
+        table_url = f"{self._api}{table.name}" + ("?" + "&".join(options) if options else "")
         page_url: str | None = table_url
         baseline = tracking
         if tracking:
@@ -114,7 +127,7 @@ class DynamicsSource:
             return False
         return True
 
-    async def _get(self, url: URL, prefer: str) -> dict[str, Any]:
+    async def _get(self, url: URL, prefer: str | None) -> dict[str, Any]:
         """One page's body, with its `value` list checked; retried as the policy says."""
 
         async def attempt() -> dict[str, Any]:
@@ -137,8 +150,23 @@ class DynamicsSource:
         return await self._transport.retrying(attempt)
 
     @staticmethod
-    def _headers(token: str, prefer: str) -> dict[str, str]:
-        return {**_ODATA_HEADERS, "Authorization": f"Bearer {token}", "Prefer": prefer}
+    def _headers(token: str, prefer: str | None) -> dict[str, str]:
+        headers = {**_ODATA_HEADERS, "Authorization": f"Bearer {token}"}
+        if prefer is not None:
+            headers["Prefer"] = prefer
+        return headers
+
+
+def _select_option(resource: ResourceConfig, primary_key: str) -> list[str]:
+    """`$select` for a resource that names its columns: those, plus the columns every poll reads (the
+    primary key, `createdon`, `modifiedon` and the configured date columns), each once, in order."""
+    if resource.select is None:
+        return []
+    always = [primary_key, "createdon", "modifiedon"]
+    for path in (resource.dates.updated_field, resource.dates.created_field):
+        if path is not None and path.startswith("attributes.") and path.count(".") == 1:
+            always.append(path.removeprefix("attributes."))
+    return ["$select=" + ",".join(dict.fromkeys([*resource.select, *always]))]
 
 
 def _page(

@@ -37,7 +37,12 @@ class SentRequest:
 
 
 def fetch(
-    hub_url: str, *, cursor: str | None = None, page_size: int = 5000, primary_key: str | None = None
+    hub_url: str,
+    *,
+    cursor: str | None = None,
+    page_size: int = 5000,
+    primary_key: str | None = None,
+    select: tuple[str, ...] | None = None,
 ) -> FetchRequest:
     """The request a poller makes for `hub_url`, already rendered."""
     resource = hub_url.split("?")[0].rsplit("/", 1)[-1]
@@ -52,6 +57,7 @@ def fetch(
         ),
         page_size=page_size,
         primary_key=primary_key,
+        select=select,
     )
     return FetchRequest(resource=config, url=hub_url, cursor=cursor)
 
