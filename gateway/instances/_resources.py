@@ -51,6 +51,7 @@ RESOURCE_KEYS = (
     "primaryKey",
     "previousValues",
     "select",
+    "formattedValues",
 )
 DATES_KEYS = (
     "updatedDateField",
@@ -102,6 +103,7 @@ def _read_resource(
     filter_by_current_date = get_bool(report, spec, "filterByCurrentDate", path, default=False)
     snapshot = get_bool(report, spec, "snapshot", path, default=False)
     previous_values = get_bool(report, spec, "previousValues", path, default=False)
+    formatted_values = get_bool(report, spec, "formattedValues", path, default=False)
     primary_key = get_string(report, spec, "primaryKey", path)
     select = _read_select(report, spec, path)
     if primary_key is not None and not _LOGICAL_NAME.fullmatch(primary_key):
@@ -128,6 +130,7 @@ def _read_resource(
         primary_key=primary_key,
         previous_values=previous_values,
         select=select,
+        formatted_values=formatted_values,
     )
 
 

@@ -41,6 +41,7 @@ class ResourceConfig:
     primary_key: str | None = None  # override of the table's primary key, for custom tables
     previous_values: bool = False  # UPDATED events carry the changed columns' previous values
     select: tuple[str, ...] | None = None  # the columns to fetch ($select); None: every column
+    formatted_values: bool = False  # ask for display texts of option sets, lookups, money and dates
 
 
 @dataclass(frozen=True, slots=True)

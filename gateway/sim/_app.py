@@ -8,6 +8,7 @@ faults on a successful answer. Every request except those to `/_sim/` is logged.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
 from gateway.sim._admin import add_admin_routes
+from gateway.sim._annotations import annotate
 from gateway.sim._auth import challenge
 from gateway.sim._clock import format_timestamp
 from gateway.sim._errors import OAuthError, ServiceError, Throttled, Unauthenticated
@@ -147,6 +149,9 @@ class _DataRoutes:
         headers = {hdrs.CONTENT_TYPE: _JSON, "OData-Version": "4.0"}
         if (applied := prefs.applied()) is not None:
             headers["Preference-Applied"] = applied
+        if prefs.annotations:
+            rows = [annotate(row, table.spec, prefs.annotations, self._name_of) for row in page.rows]
+            page = dataclasses.replace(page, rows=rows)
         body = orjson.dumps(self._body(request, table, query, page))
         fault = sim.faults.take_body_fault()
         if fault is BodyFault.MALFORMED:
@@ -160,6 +165,14 @@ class _DataRoutes:
                 request.transport.close()
             return response
         return web.Response(body=body, headers=headers)
+
+    def _name_of(self, logical_name: str, row_id: str) -> str | None:
+        """The name of a row a lookup points to, when the simulator holds it."""
+        for entity_set, table in self._sim.state.tables.items():
+            if table.spec.entity_type == logical_name:
+                row = self._sim.state.get(entity_set, row_id)
+                return None if row is None else row.get("name") or row.get("fullname")
+        return None
 
     def _body(self, request: web.Request, table: Table, query: Query, page: Page) -> dict[str, Any]:
         base = f"{request.url.origin()}{API_ROOT}/$metadata#{table.spec.entity_set}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,7 @@ _DELTA_TIME_FORMAT = "%m/%d/%Y %H:%M:%S"
 _OPTIONS = frozenset({"$select", "$filter", "$orderby", "$top", "$expand", "$skiptoken", "$deltatoken"})
 _NOT_WITH_TRACKING = ("$filter", "$orderby", "$expand", "$top")
 _first = itemgetter(0)
+_PREFERENCE = re.compile(r'(?:[^,"]|"[^"]*")+')  # one preference: commas inside quotes do not split
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,26 +44,32 @@ class Preferences:
 
     max_page_size: int | None = None
     track_changes: bool = False
+    annotations: tuple[str, ...] = ()  # odata.include-annotations: terms such as "*" or a FormattedValue
 
     @classmethod
     def parse(cls, headers: Iterable[str]) -> Preferences:
         size: int | None = None
         track = False
+        annotations: tuple[str, ...] = ()
         for header in headers:
-            for item in header.split(","):
+            for item in _PREFERENCE.findall(header):
                 name, _, value = item.strip().partition("=")
                 name, value = name.strip().lower(), value.strip().strip('"')
                 if name == "odata.track-changes":
                     track = True
                 elif name == "odata.maxpagesize" and value.isdigit() and int(value) > 0:
                     size = min(int(value), MAX_PAGE_SIZE)
-        return cls(size, track)
+                elif name == "odata.include-annotations" and value:
+                    annotations = tuple(term.strip() for term in value.split(","))
+        return cls(size, track, annotations)
 
     def applied(self) -> str | None:
         """The `Preference-Applied` header value, or None when nothing was asked for."""
         parts = ["odata.track-changes"] if self.track_changes else []
         if self.max_page_size is not None:
             parts.append(f"odata.maxpagesize={self.max_page_size}")
+        if self.annotations:
+            parts.append(f'odata.include-annotations="{",".join(self.annotations)}"')
         return ", ".join(parts) or None
 
 

@@ -373,6 +373,13 @@ CASES = (
     ),
     Case("snapshot number", _accounts(snapshot=1), f"{ACCOUNTS}.snapshot", "must be true or false", True),
     Case(
+        "formatted values number",
+        _accounts(formattedValues=1),
+        f"{ACCOUNTS}.formattedValues",
+        "must be true or false",
+        True,
+    ),
+    Case(
         "primary key spaces",
         _accounts(primaryKey="account id"),
         f"{ACCOUNTS}.primaryKey",

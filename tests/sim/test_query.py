@@ -155,3 +155,18 @@ async def test_page_size_is_capped_at_5000(sim: Simulator, api: Api) -> None:
     default = await api.get("annotations")
     assert len(default.json()["value"]) == 5000
     assert "@odata.nextLink" in default.json()
+
+
+async def test_annotations_are_added_to_copies_when_the_prefer_header_asks(sim: Simulator, api: Api) -> None:
+    account = sim.state.upsert("accounts", {"name": "Fabrikam", "statecode": 1, "donotemail": True})
+    prefer = 'odata.maxpagesize=10, odata.include-annotations="*"'
+
+    [reply] = await api.pages("accounts", prefer=prefer)
+
+    [row] = rows([reply])
+    assert reply.headers["Preference-Applied"] == 'odata.maxpagesize=10, odata.include-annotations="*"'
+    assert row["statecode@OData.Community.Display.V1.FormattedValue"] == "Inactive"
+    assert row["donotemail@OData.Community.Display.V1.FormattedValue"] == "Yes"
+    assert row["_ownerid_value@Microsoft.Dynamics.CRM.lookuplogicalname"] == "systemuser"
+    stored = sim.state.tables["accounts"].rows[account["accountid"]]
+    assert [column for column in stored if "@" in column] == ["@odata.etag"]

@@ -21,7 +21,7 @@ from gateway.sources.base import FetchRequest, SourcePage
 from gateway.sources.dynamics.auth import OAuthTokens
 from gateway.sources.dynamics.entities import EntitySet, entity_set
 from gateway.sources.dynamics.metadata import TableColumns, definition_path, read_definition
-from gateway.sources.dynamics.normalise import normalise_page
+from gateway.sources.dynamics.normalise import FORMATTED_VALUE, LOOKUP_LOGICAL_NAME, normalise_page
 from gateway.sources.dynamics.transport import RetryPolicy, Transport
 
 _log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ _MAX_CONCURRENCY = 52  # Dataverse's concurrent-request limit per user
 # Dataverse's ExpiredVersionStamp: a delta token older than the organisation's change-tracking retention.
 _EXPIRED_VERSION_STAMP = "0x80044352"
 _ODATA_HEADERS = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
+_INCLUDE_ANNOTATIONS = f',odata.include-annotations="{FORMATTED_VALUE},{LOOKUP_LOGICAL_NAME}"'
 _NOT_COMMENT_TEXT = re.compile(r"[^\x20-\x7e]|[()\\]")  # what may not appear in a User-Agent comment
 
 
@@ -97,6 +98,8 @@ class DynamicsSource:
         tracking = isinstance(mode, ChangeTracking)
         page_size = min(request.resource.page_size, _MAX_PAGE_SIZE)
         prefer = f"odata.maxpagesize={page_size}"
+        if request.resource.formatted_values:
+            prefer += _INCLUDE_ANNOTATIONS
         options = _select_option(request.resource, table.primary_key)
         if isinstance(mode, ODataFilter):
             options.append("$filter=" + quote(mode.expression, safe="'(),:"))

@@ -15,6 +15,9 @@ _MILLISECOND = timedelta(milliseconds=1)
 _SHORTEST = len("2026-01-02T03:04Z")
 _LONGEST = 40  # seconds with a long fraction and an offset stay well under this
 _DELETED_CONTEXT = "/$deletedEntity"
+# The annotations `formattedValues` asks for (Prefer: odata.include-annotations).
+FORMATTED_VALUE = "OData.Community.Display.V1.FormattedValue"
+LOOKUP_LOGICAL_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
 
 
 def epoch_millis(value: str) -> int | None:
@@ -41,8 +44,9 @@ def _zoned_millis(value: str) -> int | None:
 def normalise(row: dict[str, Any], primary_key: str) -> Record:
     """One row as a record; `id` is None when the row lacks its primary key, which the poller skips.
 
-    Every key holding `@` is an OData annotation (column names never contain one), so all are dropped
-    except the row's `@odata.etag`, kept as the record's `etag`. `row` itself is left as it was.
+    Every key holding `@` is an OData annotation (column names never contain one), so none stays among
+    the attributes: the row's `@odata.etag` becomes the record's `etag`, display texts and lookups their
+    own keys, the rest is dropped. `row` itself is left as it was.
     """
     return _adopt(dict(row), primary_key)
 
@@ -69,12 +73,34 @@ def _adopt(row: dict[str, Any], primary_key: str) -> Record:
             if millis is not None:
                 row[key] = millis  # a new value for a key changes no dict's size: safe while iterating
     if annotations is not None:
-        etag = row.get("@odata.etag")
-        for key in annotations:
-            del row[key]
-        if etag is not None:
-            record["etag"] = etag
+        _take_annotations(record, row, annotations)
     return record
+
+
+def _take_annotations(record: Record, row: dict[str, Any], keys: list[str]) -> None:
+    """Move a row's annotations out of its columns: the etag to `etag`; display texts, asked for with
+    `formattedValues`, to `formattedValues` by column; and each lookup's id, table and name to
+    `lookups` under the lookup's name (`_parentaccountid_value` -> `parentaccountid`)."""
+    formatted: dict[str, Any] = {}
+    tables: dict[str, Any] = {}
+    for key in keys:
+        value = row.pop(key)
+        column, _, term = key.partition("@")
+        if key == "@odata.etag":
+            record["etag"] = value
+        elif term == FORMATTED_VALUE:
+            formatted[column] = value
+        elif term == LOOKUP_LOGICAL_NAME:
+            tables[column] = value
+    if formatted:
+        record["formattedValues"] = formatted
+    lookups = {
+        column[1:-6]: {"id": row.get(column), "logicalName": table, "name": formatted.get(column)}
+        for column, table in tables.items()
+        if column.startswith("_") and column.endswith("_value")
+    }
+    if lookups:
+        record["lookups"] = lookups
 
 
 def _is_tombstone(row: dict[str, Any]) -> bool:

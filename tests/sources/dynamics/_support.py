@@ -43,6 +43,7 @@ def fetch(
     page_size: int = 5000,
     primary_key: str | None = None,
     select: tuple[str, ...] | None = None,
+    formatted_values: bool = False,
 ) -> FetchRequest:
     """The request a poller makes for `hub_url`, already rendered."""
     resource = hub_url.split("?")[0].rsplit("/", 1)[-1]
@@ -58,6 +59,7 @@ def fetch(
         page_size=page_size,
         primary_key=primary_key,
         select=select,
+        formatted_values=formatted_values,
     )
     return FetchRequest(resource=config, url=hub_url, cursor=cursor)
 

@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.sources.dynamics.normalise import epoch_millis, normalise, normalise_page
+from gateway.sources.dynamics.normalise import (
+    FORMATTED_VALUE,
+    LOOKUP_LOGICAL_NAME,
+    epoch_millis,
+    normalise,
+    normalise_page,
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -39,7 +45,36 @@ def test_row_becomes_id_attributes_and_etag() -> None:
             "statecode": 0,
             "fax": None,
         },
+        "formattedValues": {"statecode": "Active"},
+        "lookups": {"ownerid": {"id": "9a", "logicalName": "systemuser", "name": None}},
     }
+
+
+def test_display_texts_and_lookups_leave_the_attributes_for_keys_of_their_own() -> None:
+    row = {
+        "@odata.etag": 'W/"7"',
+        "opportunityid": "o1",
+        "_parentaccountid_value": "a1",
+        f"_parentaccountid_value@{FORMATTED_VALUE}": "Contoso Ltd",
+        f"_parentaccountid_value@{LOOKUP_LOGICAL_NAME}": "account",
+        "_parentaccountid_value@Microsoft.Dynamics.CRM.associatednavigationproperty": "parentaccountid",
+        "estimatedvalue": 1000.0,
+        f"estimatedvalue@{FORMATTED_VALUE}": "$1,000.00",
+    }
+    record = normalise(row, "opportunityid")
+    assert record["attributes"] == {
+        "opportunityid": "o1",
+        "_parentaccountid_value": "a1",
+        "estimatedvalue": 1000.0,
+    }
+    assert record["formattedValues"] == {
+        "_parentaccountid_value": "Contoso Ltd",
+        "estimatedvalue": "$1,000.00",
+    }
+    assert record["lookups"] == {
+        "parentaccountid": {"id": "a1", "logicalName": "account", "name": "Contoso Ltd"}
+    }
+    assert record["etag"] == 'W/"7"'
 
 
 def test_row_without_its_primary_key_has_no_id_and_no_etag() -> None:
@@ -144,3 +179,28 @@ def test_normalise_drops_exactly_the_annotations(row: dict[str, Any]) -> None:
         if value != row[key]:
             assert isinstance(row[key], str)
             assert value == epoch_millis(row[key])
+
+
+_COLUMNS = st.from_regex(r"_?[a-z]{1,8}(_value)?", fullmatch=True)
+
+
+@given(
+    st.dictionaries(_COLUMNS, st.text(max_size=8), max_size=6),
+    st.dictionaries(_COLUMNS, st.text(max_size=8), max_size=6),
+    st.dictionaries(_COLUMNS, st.text(max_size=8), max_size=6),
+)
+def test_every_display_text_and_lookup_table_is_kept_by_its_column(
+    columns: dict[str, str], texts: dict[str, str], tables: dict[str, str]
+) -> None:
+    row: dict[str, Any] = {
+        **columns,
+        **{f"{c}@{FORMATTED_VALUE}": t for c, t in texts.items()},
+        **{f"{c}@{LOOKUP_LOGICAL_NAME}": t for c, t in tables.items()},
+    }
+    record = normalise(row, "id")
+    assert record.get("formattedValues", {}) == texts
+    lookups = {c: t for c, t in tables.items() if c.startswith("_") and c.endswith("_value")}
+    assert record.get("lookups", {}) == {
+        c[1:-6]: {"id": columns.get(c), "logicalName": t, "name": texts.get(c)} for c, t in lookups.items()
+    }
+    assert not any("@" in key for key in record["attributes"])

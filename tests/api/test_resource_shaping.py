@@ -1,5 +1,6 @@
-"""A resource's `select` through the API: unknown columns refused at their path from the table's
-definition, read once per instance; only the selected columns reach Kafka."""
+"""A resource's `select` and `formattedValues` through the API: unknown columns refused at their path
+from the table's definition, read once per instance; only the selected columns reach Kafka, with their
+display texts and readable lookups when asked for."""
 
 from __future__ import annotations
 
@@ -79,3 +80,23 @@ async def test_only_the_selected_columns_reach_kafka(
     attributes = event["data"]["raw"]["attributes"]
     assert set(attributes) == {"name", "telephone1", "accountid", "createdon", "modifiedon"}
     assert (attributes["name"], attributes["telephone1"]) == ("Selected Ltd", "555-0100")
+
+
+async def test_display_texts_and_lookups_reach_kafka_when_asked_for(
+    settings: Settings, simulator: Simulator, api: aiohttp.ClientSession, registry: CollectorRegistry
+) -> None:
+    shaped = {"select": ["name", "_primarycontactid_value"], "formattedValues": True}
+    await create(api, only(seed_instance("2016", simulator), "accounts", **shaped))
+    await wait_for(lambda: polls(registry, "accounts") >= 1)
+    contact = insert(simulator, "contacts", {"fullname": "Nancy Anderson"})
+    row = insert(simulator, "accounts", {"name": "Shaped Ltd", "_primarycontactid_value": contact})
+
+    [event] = await events(settings, "accounts", expect=1)
+
+    raw = event["data"]["raw"]
+    assert event["subject"] == row
+    assert raw["attributes"]["_primarycontactid_value"] == contact
+    assert raw["formattedValues"] == {"_primarycontactid_value": "Nancy Anderson"}
+    assert raw["lookups"] == {
+        "primarycontactid": {"id": contact, "logicalName": "contact", "name": "Nancy Anderson"}
+    }
