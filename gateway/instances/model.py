@@ -42,6 +42,9 @@ class ResourceConfig:
     previous_values: bool = False  # UPDATED events carry the changed columns' previous values
     select: tuple[str, ...] | None = None  # the columns to fetch ($select); None: every column
     formatted_values: bool = False  # ask for display texts of option sets, lookups, money and dates
+    # Seconds between the filter mode's checks for rows deleted at the source; 0: never.
+    deletes_check_interval: float = 3600.0
+    change_tracking: bool = False  # the URL's where is fetchChanges='true'; else a modifiedon filter
 
 
 @dataclass(frozen=True, slots=True)

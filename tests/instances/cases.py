@@ -373,6 +373,20 @@ CASES = (
     ),
     Case("snapshot number", _accounts(snapshot=1), f"{ACCOUNTS}.snapshot", "must be true or false", True),
     Case(
+        "deletes check negative",
+        _accounts(deletesCheckInterval=-1),
+        f"{ACCOUNTS}.deletesCheckInterval",
+        "must be a number of minutes from 0 (never) to 10080",
+        True,
+    ),
+    Case(
+        "deletes check over a week",
+        _accounts(deletesCheckInterval=10081),
+        f"{ACCOUNTS}.deletesCheckInterval",
+        "must be a number of minutes from 0 (never) to 10080",
+        True,
+    ),
+    Case(
         "formatted values number",
         _accounts(formattedValues=1),
         f"{ACCOUNTS}.formattedValues",
