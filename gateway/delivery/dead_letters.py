@@ -2,8 +2,9 @@
 
 A dead letter (`schemas/dead-letter.schema.json`) holds the event, why it failed, and its history of
 attempts with their statuses, errors and times; never a callback URL, a header value or a key.
-It lives in the compacted dead-letters topic under `<instanceId>/<eventId>`, in the partition of
-the instance, so the newest dead letter of an event replaces older ones.
+It lives in the compacted dead-letters topic under `<instanceId>/<eventId>` (with `/<subscriptionId>`
+for a subscription's), in the partition of the instance, so the newest dead letter of an event and
+target replaces older ones.
 
 A replay writes each chosen event to the replay tier (due at once, attempt count reset, history
 kept) and a tombstone for its dead letter, in one transaction: a replayed event is neither lost nor
@@ -25,7 +26,14 @@ import orjson
 
 from gateway.delivery.layout import DeliveryTopics
 from gateway.delivery.outputs import DELIVERY_TRANSACTION_TIMEOUT_MS, Output, write_outputs
-from gateway.delivery.retry import AttemptRecord, Origin, Parked, history_from_json, history_to_json
+from gateway.delivery.retry import (
+    AttemptRecord,
+    Origin,
+    Parked,
+    delivery_key,
+    history_from_json,
+    history_to_json,
+)
 from gateway.events import STRUCTURED_CONTENT_TYPE, rfc3339
 from gateway.kafka.compacted import read_table
 from gateway.kafka.partitioning import state_partition
@@ -49,10 +57,11 @@ class DeadLetter:
     record_key: str | None
     history: tuple[AttemptRecord, ...]
     event: Mapping[str, Any] = field(repr=False)
+    subscription_id: str | None = None  # None: the instance's own callback
 
     @property
     def key(self) -> str:
-        return f"{self.instance_id}/{self.event_id}"
+        return delivery_key(self.instance_id, self.event_id, self.subscription_id)
 
     @property
     def last(self) -> AttemptRecord | None:
@@ -66,6 +75,7 @@ class DeadLetter:
         return {
             "instanceId": self.instance_id,
             "eventId": self.event_id,
+            "subscriptionId": self.subscription_id,
             "reason": self.reason,
             "detail": self.detail,
             "attempts": self.attempts,
@@ -92,6 +102,7 @@ class DeadLetter:
             record_key=data.get("recordKey"),
             history=history_from_json(data["history"]),
             event=data["event"],
+            subscription_id=data.get("subscriptionId"),
         )
 
     def output(self, topic: str, partitions: int) -> Output:
@@ -174,7 +185,13 @@ class DeadLetters:
         now_ms = int(time.time() * 1000)
         outputs = []
         for letter in letters:
-            parked = Parked(attempts=0, not_before_ms=now_ms, origin=letter.origin, history=letter.history)
+            parked = Parked(
+                attempts=0,
+                not_before_ms=now_ms,
+                origin=letter.origin,
+                history=letter.history,
+                subscription_id=letter.subscription_id,
+            )
             outputs.append(
                 Output(
                     topic=self._topics.replay,

@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Container, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -39,7 +39,7 @@ from gateway.errors import (
     InvalidSigningKey,
 )
 from gateway.events import EventDecodeError, decode
-from gateway.instances.model import Instance
+from gateway.instances.model import Instance, Notification
 from gateway.metrics import DeliveryMetrics
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,54 @@ class _Delivery:
     instance_id: str
     origin: Origin
     parked: Parked | None
+    subscription_id: str | None = None  # None: the instance's own callback
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where one delivery of an event goes: the instance's own callback, or one of its subscriptions."""
+
+    subscription_id: str | None
+    notification: Notification
+
+    def state_key(self, instance_id: str) -> str:
+        """The key of its 410 Gone marker: each subscription is disabled on its own."""
+        return instance_id if self.subscription_id is None else f"{instance_id}/{self.subscription_id}"
+
+
+def _targets(instance: Instance, delivery: _Delivery) -> list[_Target]:
+    """Where an event goes: a parked one to the target it was parked for; a new one to the instance's
+    callback and to every subscription whose filter it passes, each delivered on its own."""
+    own = instance.notification
+    if delivery.parked is not None:
+        target = _target(instance, delivery.parked.subscription_id)
+        return [] if target is None else [target]
+    targets = [_Target(None, own)] if own.enabled and own.callback_url else []
+    data = delivery.event.get("data")
+    if instance.subscriptions and isinstance(data, Mapping):
+        object_type, event_type = str(data.get("objectType")), str(data.get("eventType"))
+        changed = data.get("changedAttributes")
+        targets.extend(
+            _Target(subscription.id, subscription.notification)
+            for subscription in instance.subscriptions
+            if subscription.notification.callback_url
+            and subscription.wants(object_type, event_type, changed if isinstance(changed, list) else None)
+        )
+    return targets
+
+
+def _target(instance: Instance, subscription_id: str | None) -> _Target | None:
+    """The target `subscription_id` names, while it is enabled and has a callback URL."""
+    if subscription_id is None:
+        notification = instance.notification
+    else:
+        found = next((s for s in instance.subscriptions if s.id == subscription_id and s.enabled), None)
+        if found is None:
+            return None
+        notification = found.notification
+    if not notification.enabled or not notification.callback_url:
+        return None
+    return _Target(subscription_id, notification)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +126,7 @@ class _Try:
     ms: int | None  # how long its request took; None when none was made
     host: str
     revision: str
+    state_key: str  # where a 410 Gone marks the target disabled
 
 
 class _Timing:
@@ -162,13 +211,32 @@ class RecordHandler:
         if instance is None:
             self._drop("instance-deleted", delivery)
             return ()
-        notification = instance.notification
-        if not notification.enabled or notification.callback_url is None:
+        targets = _targets(instance, delivery)
+        if not targets:
             self._drop("notifications-off", delivery)
             return ()
+        if len(targets) == 1:
+            return await self._deliver(delivery, instance, targets[0], handed_over)
+        # Each target on its own: one failing endpoint retries or parks without holding the others.
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._deliver(delivery, instance, t, handed_over)) for t in targets]
+        return tuple(output for task in tasks for output in task.result())
+
+    async def _deliver(
+        self,
+        delivery: _Delivery,
+        instance: Instance,
+        target: _Target,
+        handed_over: Container[TopicPartition],
+    ) -> tuple[Output, ...]:
+        """Deliver the event to one target, until it is delivered, parked or dead-lettered."""
+        record = delivery.record
+        delivery = replace(delivery, subscription_id=target.subscription_id)
+        notification = target.notification
+        state_key = target.state_key(delivery.instance_id)
         outputs: list[Output] = []
         revision = self._disabled.revision(instance)
-        status = self._disabled.status(delivery.instance_id, revision)
+        status = self._disabled.status(state_key, revision)
         history = list(delivery.parked.history) if delivery.parked else []
         attempts = delivery.parked.attempts if delivery.parked else 0
         if status == "disabled":
@@ -177,7 +245,7 @@ class RecordHandler:
             )
             return self._dead_letter(delivery, "endpoint-gone", detail, attempts, history)
         if status == "lifted":
-            outputs.append(self._disabled.lift(delivery.instance_id))
+            outputs.append(self._disabled.lift(state_key))
         while True:
             attempts += 1
             at = self._clock()
@@ -196,7 +264,7 @@ class RecordHandler:
                 status_code = await self._attempt(request, timing)
             except DeliveryError as exc:
                 step = self._after_failure(
-                    delivery, exc, _Try(attempts, at, timing.ms, request.host, revision), history
+                    delivery, exc, _Try(attempts, at, timing.ms, request.host, revision, state_key), history
                 )
                 if isinstance(step, float):
                     if TopicPartition(record.topic, record.partition) in handed_over:
@@ -204,16 +272,13 @@ class RecordHandler:
                         # repeated by the next owner anyway.
                         raise asyncio.CancelledError from exc
                     await asyncio.sleep(step)
-                    # The instance may have changed or gone meanwhile.
+                    # The instance or subscription may have changed or gone meanwhile.
                     current = self._instances(delivery.instance_id)
-                    if (
-                        current is None
-                        or not current.notification.enabled
-                        or not current.notification.callback_url
-                    ):
+                    current_target = None if current is None else _target(current, target.subscription_id)
+                    if current_target is None:
                         self._drop("instance-deleted" if current is None else "notifications-off", delivery)
                         return tuple(outputs)
-                    notification = current.notification
+                    notification = current_target.notification
                     continue
                 return (*outputs, *step)
             self._count("delivered", status_code, delivery)
@@ -237,7 +302,7 @@ class RecordHandler:
         )
         if isinstance(exc, CallbackGone):
             at_ms = int(attempt.at * 1000)
-            marker = self._disabled.disable(delivery.instance_id, attempt.revision, status=410, at_ms=at_ms)
+            marker = self._disabled.disable(attempt.state_key, attempt.revision, status=410, at_ms=at_ms)
             return (marker, *self._dead_letter(delivery, "endpoint-gone", str(exc), attempt.number, history))
         if not exc.retriable:
             return self._dead_letter(delivery, "callback-refused", str(exc), attempt.number, history)
@@ -336,7 +401,7 @@ class RecordHandler:
     ) -> tuple[Output, ...]:
         record = delivery.record
         not_before_ms = int((self._clock() + delay) * 1000)
-        parked = Parked(attempts, not_before_ms, delivery.origin, tuple(history))
+        parked = Parked(attempts, not_before_ms, delivery.origin, tuple(history), delivery.subscription_id)
         self._metrics.parked.labels(f"{tier:g}").inc()
         logger.debug(
             "parked for %.1f s: %s",
@@ -367,6 +432,7 @@ class RecordHandler:
             record_key=None if key is None else key.decode("utf-8", "replace"),
             history=tuple(history),
             event=delivery.event,
+            subscription_id=delivery.subscription_id,
         )
         self._metrics.dead_letters.labels(reason).inc()
         logger.warning(
@@ -401,5 +467,6 @@ class RecordHandler:
             event_type=str(event.get("type", "")),
             subject=str(event.get("subject", "")),
             history=tuple(history),
+            subscription_id=delivery.subscription_id,
         )
         return (record.output(self._topics.deliveries, self._config.dead_letter_partitions),)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import orjson
 
 from gateway.delivery.outputs import Output
-from gateway.delivery.retry import AttemptRecord, history_from_json, history_to_json
+from gateway.delivery.retry import AttemptRecord, delivery_key, history_from_json, history_to_json
 from gateway.events import rfc3339
 from gateway.kafka.compacted import read_table
 from gateway.kafka.partitioning import state_partition
@@ -43,15 +43,17 @@ class DeliveryRecord:
     event_type: str
     subject: str
     history: tuple[AttemptRecord, ...]
+    subscription_id: str | None = None  # None: the instance's own callback
 
     @property
     def key(self) -> str:
-        return f"{self.instance_id}/{self.event_id}"
+        return delivery_key(self.instance_id, self.event_id, self.subscription_id)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "instanceId": self.instance_id,
             "eventId": self.event_id,
+            "subscriptionId": self.subscription_id,
             "webhookId": self.event_id,
             "status": self.status,
             "at": rfc3339(self.at_ms),
@@ -79,6 +81,7 @@ class DeliveryRecord:
             event_type=str(data["eventType"]),
             subject=str(data["subject"]),
             history=history_from_json(data["history"]),
+            subscription_id=data.get("subscriptionId"),
         )
 
     def output(self, topic: str, partitions: int) -> Output:

@@ -24,6 +24,7 @@ NOT_BEFORE_HEADER = "gw-not-before"
 ORIGIN_HEADER = "gw-origin"
 LAST_ERROR_HEADER = "gw-last-error"
 HISTORY_HEADER = "gw-history"
+SUBSCRIPTION_HEADER = "gw-subscription"
 _OWN_PREFIX = "gw-"
 _HISTORY_KEPT = 20  # the newest entries; replays may add more attempts than the schedule has
 _JITTER = 0.2
@@ -95,6 +96,7 @@ class Parked:
     not_before_ms: int
     origin: Origin
     history: tuple[AttemptRecord, ...] = field(default=())
+    subscription_id: str | None = None  # the subscription it is parked for; None: the instance's callback
 
     def headers(self) -> list[tuple[str, bytes]]:
         headers = [
@@ -105,7 +107,17 @@ class Parked:
         ]
         if self.history and self.history[-1].error:
             headers.append((LAST_ERROR_HEADER, self.history[-1].error.encode()))
+        if self.subscription_id is not None:
+            headers.append((SUBSCRIPTION_HEADER, self.subscription_id.encode()))
         return headers
+
+
+def delivery_key(instance_id: str, event_id: str, subscription_id: str | None) -> str:
+    """The key of an event's dead letter and delivery-history record for one target: the instance's
+    callback (`<instanceId>/<eventId>`) or a subscription (`<instanceId>/<eventId>/<subscriptionId>`),
+    so each target's outcome is kept apart, in the instance's partition."""
+    base = f"{instance_id}/{event_id}"
+    return base if subscription_id is None else f"{base}/{subscription_id}"
 
 
 class ParkedDecodeError(EventDecodeError):
@@ -120,6 +132,7 @@ def read_parked(headers: Headers) -> Parked:
             not_before_ms=int(found[NOT_BEFORE_HEADER]),
             origin=Origin.from_json(orjson.loads(found[ORIGIN_HEADER])),
             history=history_from_json(orjson.loads(found.get(HISTORY_HEADER, b"[]"))),
+            subscription_id=found[SUBSCRIPTION_HEADER].decode() if SUBSCRIPTION_HEADER in found else None,
         )
     except (KeyError, ValueError, TypeError, orjson.JSONDecodeError) as exc:
         raise ParkedDecodeError(f"retry record headers are malformed: {type(exc).__name__} {exc}") from exc
