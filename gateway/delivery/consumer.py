@@ -3,7 +3,7 @@
 Records of a partition are handled concurrently, not one after the other, so that a hanging
 endpoint holds back only its own events; `offsets.py` keeps the commits in order. Flow control:
 - at most `max_pending` records are being handled at once; reading waits beyond that, and asks
-  the endpoints to shed the waiting events of slow hosts (`Endpoints.relieve`), until an eighth of
+  the host slots to shed the waiting events of slow hosts (`HostSlots.relieve`), until an eighth of
   them has finished: records are then read in batches, not one per finished delivery;
 - a partition whose window of uncommitted records reaches `window_cap` is paused until its
   commits catch up;
@@ -39,7 +39,7 @@ from gateway.metrics import DeliveryMetrics
 logger = logging.getLogger(__name__)
 
 _MAX_FETCH_WAIT_MS = 500
-# While full, how often slow hosts are asked to shed their waiting events (`Endpoints.relieve`): well
+# While full, how often slow hosts are asked to shed their waiting events (`HostSlots.relieve`): well
 # within the shortest slow-host threshold (0.1 s, at a 1 s request timeout).
 _FULL_WAIT_SECONDS = 0.02
 _REFILL_SHARE = 8  # reading resumes when this share of max_pending is free

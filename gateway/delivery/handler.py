@@ -22,8 +22,8 @@ from aiokafka.structs import ConsumerRecord
 
 from gateway.delivery.attempt import WebhookRequest, build_request, send
 from gateway.delivery.dead_letters import DeadLetter
-from gateway.delivery.endpoints import Endpoints
 from gateway.delivery.history import DeliveryRecord, Status
+from gateway.delivery.host_slots import HostSlots
 from gateway.delivery.layout import DeliveryTopics
 from gateway.delivery.outputs import Output
 from gateway.delivery.retry import AttemptRecord, Origin, Parked, RetryPolicy, event_headers, read_parked
@@ -127,7 +127,7 @@ class RecordHandler:
         self,
         *,
         session: aiohttp.ClientSession,
-        endpoints: Endpoints,
+        host_slots: HostSlots,
         policy: RetryPolicy,
         topics: DeliveryTopics,
         instances: InstanceLookup,
@@ -138,7 +138,7 @@ class RecordHandler:
         rng: random.Random | None = None,
     ) -> None:
         self._session = session
-        self._endpoints = endpoints
+        self._host_slots = host_slots
         self._policy = policy
         self._topics = topics
         self._instances = instances
@@ -242,7 +242,7 @@ class RecordHandler:
         if not exc.retriable:
             return self._dead_letter(delivery, "callback-refused", str(exc), attempt.number, history)
         retry_after = exc.retry_after if isinstance(exc, CallbackThrottled | CallbackSkipped) else None
-        may_wait = not isinstance(exc, CallbackSkipped) and not self._endpoints.is_open(attempt.host)
+        may_wait = not isinstance(exc, CallbackSkipped) and not self._host_slots.is_open(attempt.host)
         retry = self._policy.next(
             attempt.number, retry_after=retry_after, may_wait_inline=may_wait, rng=self._rng
         )
@@ -255,7 +255,7 @@ class RecordHandler:
 
     async def _attempt(self, request: WebhookRequest, timing: _Timing) -> int:
         host = request.host
-        async with self._endpoints.slot(host):
+        async with self._host_slots.slot(host):
             started = time.monotonic()
             try:
                 status = await send(
@@ -267,14 +267,14 @@ class RecordHandler:
             except CallbackRefused:
                 raise
             except CallbackGone as exc:
-                self._endpoints.succeeded(host)  # it answered; the instance is what stops
+                self._host_slots.succeeded(host)  # it answered; the instance is what stops
                 timing.took(started, exc.status, self._metrics)
                 raise
             except DeliveryError as exc:
-                self._endpoints.failed(host)
+                self._host_slots.failed(host)
                 timing.took(started, getattr(exc, "status", None), self._metrics)
                 raise
-            self._endpoints.succeeded(host)
+            self._host_slots.succeeded(host)
             timing.took(started, status, self._metrics)
             return status
 
