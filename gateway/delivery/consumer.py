@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from gateway.delivery.committer import Committer
 from gateway.delivery.fencing import PartitionWriters
-from gateway.delivery.handler import Record, RecordHandler
+from gateway.delivery.handler import ConsumedRecord, RecordHandler
 from gateway.delivery.layout import DeliveryTopics, tier_name
 from gateway.delivery.offsets import PartitionWindow, Windows
 from gateway.delivery.retry import NOT_BEFORE_HEADER, RetryPolicy
@@ -126,7 +126,7 @@ class DeliveryReader:
                 self._admit(tp, records, now_ms)
             await self._report()
 
-    def _admit(self, tp: TopicPartition, records: list[Record], now_ms: int) -> None:
+    def _admit(self, tp: TopicPartition, records: list[ConsumedRecord], now_ms: int) -> None:
         if tp in self._revoking:
             return  # its next owner reads these again from the committed offset
         window = self._windows.get(tp)
@@ -158,7 +158,7 @@ class DeliveryReader:
                 "partition %s/%d paused: %d records wait for a commit", tp.topic, tp.partition, len(window)
             )
 
-    def _due_ms(self, record: Record, tier: float) -> int:
+    def _due_ms(self, record: ConsumedRecord, tier: float) -> int:
         """The head's `not-before`, bounded by its tier's longest wait from when it was parked."""
         bound: int = record.timestamp + int(self._policy.wait_bound(tier) * 1000)
         for name, value in record.headers:
@@ -169,7 +169,7 @@ class DeliveryReader:
                     break
         return 0  # malformed: let the handler deal with it now
 
-    async def _deliver(self, window: PartitionWindow, record: Record) -> None:
+    async def _deliver(self, window: PartitionWindow, record: ConsumedRecord) -> None:
         outputs = await self._handler.handle(record, handed_over=self._revoking)
         # The window of the partition as it was when the record was read: after a rebalance that
         # handed the partition back, a late finish must not mark the new reading of the offset.

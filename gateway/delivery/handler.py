@@ -45,7 +45,7 @@ from gateway.metrics import DeliveryMetrics
 logger = logging.getLogger(__name__)
 
 InstanceLookup = Callable[[str], Instance | None]
-Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+ConsumedRecord: TypeAlias = "ConsumerRecord[bytes, bytes]"  # as read from an event topic or a retry tier
 _FORGOTTEN_KEPT = 10_000  # ids of deleted instances remembered, so their events drop without waiting
 
 
@@ -63,7 +63,7 @@ class HandlerConfig:
 class _Delivery:
     """One event being delivered, as read from an event topic or a retry tier."""
 
-    record: Record = field(repr=False)
+    record: ConsumedRecord = field(repr=False)
     event: Mapping[str, Any] = field(repr=False)
     event_id: str
     instance_id: str
@@ -150,7 +150,7 @@ class RecordHandler:
         self._forgotten: dict[str, None] = {}
 
     async def handle(
-        self, record: Record, *, handed_over: Container[TopicPartition] = frozenset()
+        self, record: ConsumedRecord, *, handed_over: Container[TopicPartition] = frozenset()
     ) -> tuple[Output, ...]:
         """The outputs of one record. `handed_over` holds the partitions being revoked: a record of
         one of them makes no further attempt, and is cancelled instead, for the partition's next
@@ -278,7 +278,7 @@ class RecordHandler:
             timing.took(started, status, self._metrics)
             return status
 
-    def _read(self, record: Record) -> _Delivery | None:
+    def _read(self, record: ConsumedRecord) -> _Delivery | None:
         tier = self._topics.tier_of(record.topic)
         try:
             parked = None if tier is None else read_parked(record.headers)
