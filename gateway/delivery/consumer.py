@@ -30,9 +30,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from gateway.delivery.committer import Committer
 from gateway.delivery.fencing import PartitionWriters
 from gateway.delivery.handler import ConsumedRecord, RecordHandler
-from gateway.delivery.layout import DeliveryTopics, tier_name
 from gateway.delivery.offsets import PartitionWindow, Windows
 from gateway.delivery.retry import NOT_BEFORE_HEADER, RetryPolicy
+from gateway.delivery.topic_names import DeliveryTopics, tier_name
 from gateway.errors import PublishError
 from gateway.metrics import DeliveryMetrics
 

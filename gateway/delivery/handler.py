@@ -22,12 +22,12 @@ from aiokafka.structs import ConsumerRecord
 
 from gateway.delivery.attempt import WebhookRequest, build_request, send
 from gateway.delivery.dead_letters import DeadLetter
+from gateway.delivery.gone import DisabledInstances
 from gateway.delivery.history import DeliveryRecord, Status
 from gateway.delivery.host_slots import HostSlots
-from gateway.delivery.layout import DeliveryTopics
 from gateway.delivery.outputs import Output
 from gateway.delivery.retry import AttemptRecord, Origin, Parked, RetryPolicy, event_headers, read_parked
-from gateway.delivery.state import DisabledInstances
+from gateway.delivery.topic_names import DeliveryTopics
 from gateway.errors import (
     CallbackFailed,
     CallbackGone,

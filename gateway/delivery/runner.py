@@ -42,12 +42,12 @@ from gateway.delivery.committer import Committer
 from gateway.delivery.consumer import DeliveryReader
 from gateway.delivery.dead_letters import DeadLetters
 from gateway.delivery.fencing import PartitionWriters
+from gateway.delivery.gone import DisabledInstances, RevisionLookup
 from gateway.delivery.handler import HandlerConfig, InstanceLookup, RecordHandler
 from gateway.delivery.host_slots import HostSlots
-from gateway.delivery.layout import DeliveryTopics
 from gateway.delivery.offsets import Windows
 from gateway.delivery.retry import RetryPolicy
-from gateway.delivery.state import DisabledInstances, RevisionLookup
+from gateway.delivery.topic_names import DeliveryTopics
 from gateway.errors import PublishError
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.metrics import DeliveryMetrics, KafkaMetrics
