@@ -154,6 +154,13 @@ class PollingMetrics:
             ["resource"],
             registry=registry,
         )
+        self.deletes_found = Counter(
+            "gateway_deleted_rows_found_total",
+            "Rows gone from the source that a filter-mode resource's delete check found: each published "
+            "once as DELETED. The check lists every id of the table (deletesCheckInterval).",
+            ["resource"],
+            registry=registry,
+        )
         self.resyncs = Counter(
             "gateway_resyncs_total",
             "Change-tracking resynchronisations: the source refused the stored cursor, so a full snapshot "

@@ -18,6 +18,7 @@ from gateway.api.rates import RATES, MinuteRates
 from gateway.api.responses import problems_middleware
 from gateway.api.status import add_status_routes
 from gateway.api.stream import EventTail, add_stream_routes
+from gateway.api.subscriptions import add_subscription_routes
 from gateway.api.test_event import TestEventSender, add_test_event_routes
 from gateway.delivery.dead_letters import DeadLetters
 from gateway.delivery.history import DeliveryHistory
@@ -51,6 +52,7 @@ def create_api_app(
     app[CALLBACK_NETWORKS] = tuple(callback_allowed_networks)
     app[COLUMN_CHECK] = column_check
     add_routes(app)
+    add_subscription_routes(app)
     add_cluster_routes(app, poller_group)
     add_delivery_routes(app, dead_letters, delivery_history)
     add_status_routes(app, poll_status)

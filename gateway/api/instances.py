@@ -41,29 +41,47 @@ def _validated(body: Any, instance_id: str, allowed: tuple[IPNetwork, ...]) -> V
     try:
         validated = validate_instance(body, instance_id=instance_id)
     except InstanceValidationError as invalid:
-        refused = _refused_callback(_raw_callback_url(body), allowed)
-        if refused is None or any(p.path == _CALLBACK_URL_PATH for p in invalid.problems):
+        also = _refused_callback(_raw_callback_url(body), allowed)
+        if also is None or any(p.path == _CALLBACK_URL_PATH for p in invalid.problems):
             raise
-        raise InstanceValidationError([*invalid.problems, refused]) from invalid
-    refused = _refused_callback(validated.instance.notification.callback_url, allowed)
-    if refused is not None:
-        raise RequestProblem(400, [refused])
+        raise InstanceValidationError([*invalid.problems, also]) from invalid
+    refused = [
+        problem
+        for url, path in _callback_urls(validated)
+        if (problem := _refused_callback(url, allowed, path)) is not None
+    ]
+    if refused:
+        raise RequestProblem(400, refused)
     return validated
+
+
+def _callback_urls(validated: ValidatedInstance) -> list[tuple[str | None, str]]:
+    """Every callback URL of an instance, its own and its subscriptions', with its JSON path."""
+    instance = validated.instance
+    urls = [(instance.notification.callback_url, _CALLBACK_URL_PATH)]
+    urls.extend(
+        (subscription.notification.callback_url, f"$.subscriptions[{index}].configuration['{_CALLBACK_KEY}']")
+        for index, subscription in enumerate(instance.subscriptions)
+    )
+    return urls
 
 
 def _raw_callback_url(body: Any) -> str | None:
     configuration = body.get("configuration") if isinstance(body, dict) else None
     url = configuration.get(_CALLBACK_KEY) if isinstance(configuration, dict) else None
-    return url if isinstance(url, str) else None
+    # A value that is no URL at all (a placeholder) is the validator's warning, not the guard's refusal.
+    return url if isinstance(url, str) and "://" in url else None
 
 
-def _refused_callback(callback_url: str | None, allowed: tuple[IPNetwork, ...]) -> Problem | None:
+def _refused_callback(
+    callback_url: str | None, allowed: tuple[IPNetwork, ...], path: str = _CALLBACK_URL_PATH
+) -> Problem | None:
     if callback_url is None:
         return None
     try:
         check_callback_url(callback_url, allowed)
     except CallbackRefused as refused:
-        return Problem(_CALLBACK_URL_PATH, str(refused))
+        return Problem(path, str(refused))
     return None
 
 

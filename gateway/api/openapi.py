@@ -23,6 +23,11 @@ _INSTANCE = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Instance"}}},
 }
 _INSTANCE_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_SUBSCRIPTION_ID = {"name": "sid", "in": "path", "required": True, "schema": {"type": "string"}}
+_SUBSCRIPTION = {
+    "description": "The stored subscription, secrets masked as in instances",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Subscription"}}},
+}
 _JSON = {"content": {"application/json": {"schema": {"type": "object"}}}}
 _TIME = {"type": "string", "format": "date-time"}
 
@@ -50,6 +55,10 @@ def openapi_document() -> dict[str, Any]:
     instance_body = {
         "required": True,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InstanceBody"}}},
+    }
+    subscription_body = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Subscription"}}},
     }
     return {
         "openapi": "3.1.0",
@@ -177,6 +186,35 @@ def openapi_document() -> dict[str, Any]:
             "/openapi.json": {
                 "get": {**_probe("This document"), "responses": {"200": {"description": "OpenAPI"}}}
             },
+            "/instances/{id}/subscriptions": {
+                "parameters": [_INSTANCE_ID],
+                "get": _operation(
+                    "List an instance's subscriptions, secrets masked",
+                    {"200": {"description": "{subscriptions: [...]}", **_JSON}, "404": _NOT_FOUND},
+                ),
+                "post": _operation(
+                    "Add a subscription (an id is given when the body has none)",
+                    {
+                        "201": _SUBSCRIPTION,
+                        "400": _PROBLEMS,
+                        "404": _NOT_FOUND,
+                        "409": {"description": "A subscription with that id exists", **_PROBLEMS},
+                    },
+                    requestBody=subscription_body,
+                ),
+            },
+            "/instances/{id}/subscriptions/{sid}": {
+                "parameters": [_INSTANCE_ID, _SUBSCRIPTION_ID],
+                "get": _operation("Read a subscription", {"200": _SUBSCRIPTION, "404": _NOT_FOUND}),
+                "patch": _operation(
+                    "Change a subscription with an RFC 7396 merge patch; masked secrets sent back are kept",
+                    {"200": _SUBSCRIPTION, "400": _PROBLEMS, "404": _NOT_FOUND},
+                    requestBody={"required": True, **_JSON},
+                ),
+                "delete": _operation(
+                    "Remove a subscription", {"204": {"description": "Deleted"}, "404": _NOT_FOUND}
+                ),
+            },
             "/healthz": {"get": _probe("The process is alive")},
             "/readyz": {
                 "get": {
@@ -192,6 +230,15 @@ def openapi_document() -> dict[str, Any]:
                     "type": "object",
                     "description": "The Cloud Elements instance body; see schemas/instance.schema.json",
                     "required": ["element", "configuration", "name"],
+                },
+                "Subscription": {
+                    "type": "object",
+                    "description": (
+                        "An endpoint beside the instance's callback: id, name, enabled, objectTypes,"
+                        " eventTypes, changedColumns and a configuration of event.notification.* keys;"
+                        " see schemas/instance.schema.json#/$defs/subscription"
+                    ),
+                    "required": ["configuration"],
                 },
                 "Instance": {
                     "type": "object",

@@ -12,6 +12,7 @@ from gateway.instances.model import (
     Notification,
     ResourceConfig,
     SourceConnection,
+    Subscription,
 )
 from gateway.instances.secrets import SECRET_KEYS, SECRET_URL_KEYS, SecretBox
 from gateway.instances.validate import ELEMENT_KEYS, ValidatedInstance, apply_patch, validate_instance
@@ -31,6 +32,7 @@ __all__ = [
     "SecretBox",
     "SecretKeyMismatch",
     "SourceConnection",
+    "Subscription",
     "ValidatedInstance",
     "apply_patch",
     "child",

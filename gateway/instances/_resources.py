@@ -52,6 +52,7 @@ RESOURCE_KEYS = (
     "previousValues",
     "select",
     "formattedValues",
+    "deletesCheckInterval",
 )
 DATES_KEYS = (
     "updatedDateField",
@@ -104,6 +105,16 @@ def _read_resource(
     snapshot = get_bool(report, spec, "snapshot", path, default=False)
     previous_values = get_bool(report, spec, "previousValues", path, default=False)
     formatted_values = get_bool(report, spec, "formattedValues", path, default=False)
+    deletes_check_minutes = get_number(
+        report,
+        spec,
+        "deletesCheckInterval",
+        path,
+        default=60.0,
+        minimum=0.0,
+        maximum=10080.0,
+        message="must be a number of minutes from 0 (never) to 10080",
+    )
     primary_key = get_string(report, spec, "primaryKey", path)
     select = _read_select(report, spec, path)
     if primary_key is not None and not _LOGICAL_NAME.fullmatch(primary_key):
@@ -131,6 +142,8 @@ def _read_resource(
         previous_values=previous_values,
         select=select,
         formatted_values=formatted_values,
+        deletes_check_interval=deletes_check_minutes * 60,
+        change_tracking=target.change_tracking,
     )
 
 

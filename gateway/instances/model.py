@@ -5,7 +5,7 @@ Fields that may hold credentials are left out of `repr()`, so logging a record n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -42,6 +42,9 @@ class ResourceConfig:
     previous_values: bool = False  # UPDATED events carry the changed columns' previous values
     select: tuple[str, ...] | None = None  # the columns to fetch ($select); None: every column
     formatted_values: bool = False  # ask for display texts of option sets, lookups, money and dates
+    # Seconds between the filter mode's checks for rows deleted at the source; 0: never.
+    deletes_check_interval: float = 3600.0
+    change_tracking: bool = False  # the URL's where is fetchChanges='true'; else a modifiedon filter
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,36 @@ class Notification:
     format: Literal["elements", "cloudevents"] = "elements"
 
 
+EVENT_TYPES = ("CREATED", "UPDATED", "DELETED")
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """An endpoint beside the instance's callback, with its own filter and delivery state."""
+
+    id: str
+    name: str
+    enabled: bool
+    object_types: frozenset[str] | None  # None: every object type
+    event_types: frozenset[str] | None  # None: every event type
+    changed_columns: frozenset[str] | None  # UPDATED events only when one of these changed
+    notification: Notification = field(repr=False)
+
+    def wants(self, object_type: str, event_type: str, changed: Sequence[str] | None) -> bool:
+        """Whether a change event reaches this subscription. An UPDATED event whose changed columns are
+        unknown (a row's first event, or no row state kept) passes a changed-columns filter: it may
+        have changed any of them, and a missed change is worse than one more webhook."""
+        if not self.enabled:
+            return False
+        if self.object_types is not None and object_type not in self.object_types:
+            return False
+        if self.event_types is not None and event_type not in self.event_types:
+            return False
+        if self.changed_columns is None or event_type != "UPDATED" or changed is None:
+            return True
+        return not self.changed_columns.isdisjoint(changed)
+
+
 @dataclass(frozen=True, slots=True)
 class Instance:
     id: str
@@ -84,3 +117,4 @@ class Instance:
     resources: tuple[ResourceConfig, ...]
     source: SourceConnection
     notification: Notification
+    subscriptions: tuple[Subscription, ...] = ()

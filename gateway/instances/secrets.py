@@ -120,11 +120,21 @@ def _decrypts(fernet: Fernet, token: str) -> bool:
 
 
 def _transformed(body: Mapping[str, Any], transform: _Transform) -> dict[str, Any]:
-    """A deep copy of `body` with `transform` applied to every value that is, or holds, a secret."""
+    """A deep copy of `body` with `transform` applied to every value that is, or holds, a secret: in
+    the instance's configuration and in each subscription's."""
     result = copy.deepcopy(dict(body))
-    configuration = result.get("configuration")
+    _transform_configuration(result.get("configuration"), transform)
+    subscriptions = result.get("subscriptions")
+    if isinstance(subscriptions, list):
+        for subscription in subscriptions:
+            if isinstance(subscription, dict):
+                _transform_configuration(subscription.get("configuration"), transform)
+    return result
+
+
+def _transform_configuration(configuration: object, transform: _Transform) -> None:
     if not isinstance(configuration, dict):
-        return result
+        return
     for key in (*SECRET_KEYS, *SECRET_URL_KEYS):
         if key in configuration:
             configuration[key] = transform(key, configuration[key])
@@ -135,7 +145,6 @@ def _transformed(body: Mapping[str, Any], transform: _Transform) -> dict[str, An
         }
     elif headers is not None:  # a string of JSON, encrypted whole
         configuration[CALLBACK_HEADERS] = transform(CALLBACK_HEADERS, headers)
-    return result
 
 
 def _token(value: object) -> str | None:

@@ -34,6 +34,7 @@ from gateway.instances._read import (
     warn_unknown,
 )
 from gateway.instances._resources import read_resources
+from gateway.instances._subscriptions import read_subscriptions
 from gateway.instances.model import Instance
 
 # Element keys accepted in `element.key`, each mapped to its canonical key.
@@ -42,7 +43,7 @@ ELEMENT_KEYS = {"dynamicscrmadfs": "dynamicscrmadfs", "dynamicscrm": "dynamicscr
 _POLLER = "event.poller.configuration"
 _HEADERS = "event.notification.callback.headers"
 # `id`, `createdDate` and `updatedDate` are set by the gateway on stored bodies; a body's own are ignored.
-_BODY_KEYS = ("element", "name", "tags", "configuration", "id", "createdDate", "updatedDate")
+_BODY_KEYS = ("element", "name", "tags", "configuration", "subscriptions", "id", "createdDate", "updatedDate")
 _CONFIGURATION_KEYS = (
     *SOURCE_KEYS,
     *NOTIFICATION_KEYS,
@@ -147,6 +148,7 @@ def _read_body(report: Report, body: object, instance_id: str) -> Instance | Non
         report.warn(child(path, _POLLER), "names no resources; nothing will be polled")
     source = read_source(report, config, path)
     notification = read_notification(report, config, path, enabled=enabled)
+    subscriptions = read_subscriptions(report, root)
     if element_key is None or name is None or source is None:
         return None
     return Instance(
@@ -161,6 +163,7 @@ def _read_body(report: Report, body: object, instance_id: str) -> Instance | Non
         resources=resources,
         source=source,
         notification=notification,
+        subscriptions=subscriptions,
     )
 
 

@@ -144,6 +144,7 @@ class ResourcePoller:
         self._rows = rows  # None: the gateway keeps no row state (GATEWAY_ROW_STATE=false)
         self._ignored = ignored_columns(resource.dates.updated_field)
         self._committed_at: float | None = None
+        self._deletes_checked_at = clock()
         self._event_topic = topics.events(resource.hub, resource.object_type)
         self._encoder = EventEncoder(
             instance_id=instance.id,
@@ -243,6 +244,9 @@ class ResourcePoller:
             async with self._limiter, AsyncExitStack() as stack:
                 txn = _LazyTransaction(self._writer, stack)
                 outcome = await self._drain(checkpoint, txn)
+                checked_rows = self._rows if self._deletes_check_due(started_at) else None
+                if checked_rows is not None:
+                    await self._publish_deleted_rows(txn, checked_rows, outcome, started_at)
                 await self._store_rows(txn)
                 if self._must_store(outcome.checkpoint, published=txn.begun, now=started_at):
                     stored = self._checkpoint_records(outcome.checkpoint)
@@ -269,11 +273,46 @@ class ResourcePoller:
             self._stored, self._stored_at = outcome.checkpoint, started_at
             self._stored_parts = stored_parts(stored)
         self._committed_at = started_at
+        if checked_rows is not None:
+            self._deletes_checked_at = started_at
         for (object_type, event_type), count in outcome.published.items():
             self._metrics.events_published.labels(object_type, event_type).inc(count)
         self._metrics.polls.labels(self.resource.name, "ok").inc()
         self._metrics.poll_duration.labels(self.resource.name).observe(time.perf_counter() - started)
         return outcome
+
+    def _deletes_check_due(self, now: float) -> bool:
+        """Whether this poll also looks for deleted rows: a filter poll cannot see a delete, so every
+        `deletesCheckInterval` the table's ids are listed and held against the rows last published.
+        The first check comes one interval after the poller starts, not with every restart."""
+        interval = self.resource.deletes_check_interval
+        return not self.resource.change_tracking and 0 < interval <= now - self._deletes_checked_at
+
+    async def _publish_deleted_rows(
+        self, txn: _LazyTransaction, rows: RowStates, outcome: PollOutcome, now: float
+    ) -> None:
+        """Publish DELETED, once, for each row last published that the table no longer holds; its state
+        is tombstoned in the same transaction, so the next check does not find it again."""
+        listed: set[str] = set()
+        async for ids in self._source.row_ids(self.resource):
+            listed.update(ids)
+        gone = [deleted(row_id) for row_id in rows.ids() if row_id not in listed and rows.get(row_id)]
+        if not gone:
+            return
+        for change in gone:
+            rows.stage(change.object_id, None)
+        # A delete's version is where it was read from: here, the check's time.
+        check = f"deletes-check:{int(now * 1000)}"
+        await self._publish(
+            await txn.get(), [_Outgoing(c) for c in gone], cursor=check, snapshot=False, resync=False
+        )
+        outcome.published[(self.resource.object_type, EventType.DELETED.value)] += len(gone)
+        self._metrics.deletes_found.labels(self.resource.name).inc(len(gone))
+        logger.info(
+            "found %d rows deleted at the source",
+            len(gone),
+            extra={"instance_id": self.instance.id, "resource": self.resource.name},
+        )
 
     def _must_store(self, after: Checkpoint, *, published: bool, now: float) -> bool:
         """Whether a poll commits its checkpoint. One that published must, with its events. So must one

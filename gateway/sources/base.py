@@ -42,3 +42,8 @@ class Source(Protocol):
     def pages(self, request: FetchRequest) -> AsyncIterator[SourcePage]:
         """Yield every page of one poll, in order. Raises a SourceError when the poll cannot complete."""
         ...
+
+    def row_ids(self, resource: ResourceConfig) -> AsyncIterator[list[str]]:
+        """Yield the ids of every row the resource's table holds now, a page at a time: how a filter
+        poll, which cannot see deletes, finds the rows that are gone. Raises a SourceError as `pages`."""
+        ...

@@ -26,6 +26,7 @@ SECONDS = "must be a number of seconds >= 0"
 PAGE_SIZE = "must be an integer from 1 to 5000"
 RESERVED = "is set by the gateway and cannot be configured"
 _ABSENT = object()
+_CALLBACK = {"event.notification.callback.url": "https://hooks.example.com/crm"}
 
 
 @dataclass(frozen=True)
@@ -373,6 +374,20 @@ CASES = (
     ),
     Case("snapshot number", _accounts(snapshot=1), f"{ACCOUNTS}.snapshot", "must be true or false", True),
     Case(
+        "deletes check negative",
+        _accounts(deletesCheckInterval=-1),
+        f"{ACCOUNTS}.deletesCheckInterval",
+        "must be a number of minutes from 0 (never) to 10080",
+        True,
+    ),
+    Case(
+        "deletes check over a week",
+        _accounts(deletesCheckInterval=10081),
+        f"{ACCOUNTS}.deletesCheckInterval",
+        "must be a number of minutes from 0 (never) to 10080",
+        True,
+    ),
+    Case(
         "formatted values number",
         _accounts(formattedValues=1),
         f"{ACCOUNTS}.formattedValues",
@@ -416,6 +431,41 @@ CASES = (
     ),
     Case(
         "select repeated", _accounts(select=["name", "name"]), f"{ACCOUNTS}.select[1]", "repeats name", True
+    ),
+    Case(
+        "subscriptions not an array",
+        {"subscriptions": {"id": "a"}},
+        "$.subscriptions",
+        "must be an array of subscriptions, got object",
+        True,
+    ),
+    Case(
+        "subscription without a callback",
+        {"subscriptions": [{"id": "a", "configuration": {}}]},
+        "$.subscriptions[0].configuration['event.notification.callback.url']",
+        "is required",
+        True,
+    ),
+    Case(
+        "subscription event type",
+        {"subscriptions": [{"id": "a", "eventTypes": ["MERGED"], "configuration": _CALLBACK}]},
+        "$.subscriptions[0].eventTypes[0]",
+        "must be CREATED, UPDATED or DELETED",
+        True,
+    ),
+    Case(
+        "subscription ids repeat",
+        {"subscriptions": [{"id": "a", "configuration": _CALLBACK}, {"id": "a", "configuration": _CALLBACK}]},
+        "$.subscriptions[1].id",
+        "repeats the id 'a'",
+        False,
+    ),
+    Case(
+        "subscription changed columns empty",
+        {"subscriptions": [{"id": "a", "changedColumns": [], "configuration": _CALLBACK}]},
+        "$.subscriptions[0].changedColumns",
+        "must be a non-empty array of names; leave it out to match every one",
+        True,
     ),
     Case(
         "headers not JSON",

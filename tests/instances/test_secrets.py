@@ -203,3 +203,18 @@ def test_a_url_problem_never_quotes_the_url(url: str) -> None:
     (problem,) = [p for p in caught.value.problems if "callback.url" in p.path]
     assert problem.message.startswith("is not a valid URL: ")
     assert "\u00b6" not in str(caught.value)
+
+
+def test_subscription_secrets_are_encrypted_like_the_instance_s(body: dict[str, Any]) -> None:
+    body["subscriptions"] = [
+        {"id": "s", "name": "kept", "configuration": {**SECRETS, CALLBACK_HEADERS: HEADERS}}
+    ]
+    box = SecretBox(KEY)
+
+    encrypted = box.encrypt_body(body)
+
+    assert "hunter2" not in json.dumps(encrypted)
+    assert encrypted["subscriptions"][0]["name"] == "kept"
+    assert box.decrypt_body(encrypted) == body
+    assert box.is_current(encrypted)
+    assert not SecretBox(OLD_KEY, previous=[KEY]).is_current(encrypted)

@@ -122,6 +122,23 @@ class DynamicsSource:
             page, page_url = _page(body, page_url, table, tracking=tracking, baseline=baseline)
             yield page
 
+    async def row_ids(self, resource: ResourceConfig) -> AsyncIterator[list[str]]:
+        """The ids of every row of the resource's table, `$select` of the primary key alone, 5,000 a
+        page: one request per 5,000 rows."""
+        table = entity_set(resource.object_type, resource.primary_key)
+        page_url: str | None = f"{self._api}{table.name}?$select={table.primary_key}"
+        prefer = f"odata.maxpagesize={_MAX_PAGE_SIZE}"
+        while page_url is not None:
+            body = await self._get(URL(page_url, encoded=True), prefer)
+            try:
+                ids = [str(row[table.primary_key]) for row in body["value"]]
+            except (TypeError, KeyError) as exc:
+                raise SourceResponseError(
+                    f"{page_url}: a row without its primary key {table.primary_key}", url=page_url
+                ) from exc
+            yield ids
+            page_url = _link(body, "@odata.nextLink", page_url)
+
     def _is_own_link(self, cursor: str) -> bool:
         """Whether `cursor` is a delta link of this connection's organisation. One of another, left by an
         edited instance, would send this connection's token elsewhere; a new baseline replaces it."""
