@@ -57,8 +57,9 @@ ROLES: tuple[Role, ...] = ("all", "poller", "deliverer", "api")
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoints:
-    """Where the servers of a running gateway listen (ports resolved when 0 was asked for)."""
+class RunningGateway:
+    """A started gateway, as `start_gateway` yields it: where its servers listen (ports resolved when
+    0 was asked for), its admin token and poller membership, and a wait for a crash."""
 
     api_url: str | None
     metrics_url: str
@@ -115,7 +116,7 @@ async def start_gateway(
     role: Role = "all",
     instances_path: Path | None = None,
     registry: CollectorRegistry | None = None,
-) -> AsyncIterator[Endpoints]:
+) -> AsyncIterator[RunningGateway]:
     """Start every component of `role`; on exit stop them in reverse order."""
     registry = registry if registry is not None else process_registry()
     topics = TopicNames(prefix=settings.topic_prefix, state_prefix=settings.state_topic_prefix)
@@ -260,7 +261,7 @@ async def start_gateway(
             stack.push_async_callback(supervisor.stop)
         stack.callback(setattr, health, "shutting_down", True)
         logger.info("gateway started", extra={"role": role, "api": api_url, "metrics": metrics_url})
-        yield Endpoints(
+        yield RunningGateway(
             api_url=api_url,
             metrics_url=metrics_url,
             admin_token=admin_token,
@@ -411,7 +412,7 @@ async def run_until_stopped(
     role: Role,
     instances_path: Path | None,
     stop: asyncio.Event,
-    alongside: Callable[[Endpoints], Coroutine[Any, Any, None]] | None = None,
+    alongside: Callable[[RunningGateway], Coroutine[Any, Any, None]] | None = None,
 ) -> bool:
     """Run the gateway until `stop` is set, then shut it down within GATEWAY_SHUTDOWN_TIMEOUT_SECONDS.
 
@@ -424,10 +425,10 @@ async def run_until_stopped(
     bound = settings.shutdown_timeout_seconds
 
     async def lifetime() -> None:
-        async with start_gateway(settings, role=role, instances_path=instances_path) as endpoints:
-            companion = None if alongside is None else asyncio.create_task(alongside(endpoints))
+        async with start_gateway(settings, role=role, instances_path=instances_path) as running:
+            companion = None if alongside is None else asyncio.create_task(alongside(running))
             try:
-                await wait_for_stop(stop, endpoints.failure)
+                await wait_for_stop(stop, running.failure)
             except Exception:
                 stop.set()  # what a failure leaves must stop within the bound too
                 raise

@@ -18,7 +18,7 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from gateway.runtime import Endpoints, start_gateway
+from gateway.runtime import RunningGateway, start_gateway
 from gateway.settings import Settings
 from gateway.sim import DEMO_CLIENTS, DEMO_USERS, Simulator
 from tests.instances.seed_examples import seed_bodies
@@ -153,13 +153,13 @@ async def wait_for(
 
 
 @pytest.fixture
-async def gateway(settings: Settings, registry: CollectorRegistry) -> AsyncIterator[Endpoints]:
-    async with start_gateway(settings, registry=registry) as endpoints:
-        yield endpoints
+async def gateway(settings: Settings, registry: CollectorRegistry) -> AsyncIterator[RunningGateway]:
+    async with start_gateway(settings, registry=registry) as gateway:
+        yield gateway
 
 
 @pytest.fixture
-async def api(gateway: Endpoints) -> AsyncIterator[aiohttp.ClientSession]:
+async def api(gateway: RunningGateway) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(
         base_url=gateway.api_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
     ) as session:

@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gateway.logs import JsonFormatter, TaskContext, configure_logging, task_context
-from gateway.runtime import Endpoints
+from gateway.runtime import RunningGateway
 from gateway.settings import Settings
 from gateway.sim import Simulator
 from tests.conftest import seed_instance, wait_for
@@ -99,7 +99,7 @@ async def _failing(_attempt: int, _request: web.Request) -> web.StreamResponse:
 async def test_no_secret_reaches_a_log_line_or_the_metrics_when_polls_and_callbacks_fail(
     settings: Settings,
     simulator: Simulator,
-    gateway: Endpoints,
+    gateway: RunningGateway,
     api: aiohttp.ClientSession,
     registry: CollectorRegistry,
     caplog: pytest.LogCaptureFixture,

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.metrics import ConsumerLag, process_registry
-from gateway.runtime import Endpoints
+from gateway.runtime import RunningGateway
 from gateway.settings import Settings
 from gateway.sim import DEMO_USERS, Simulator
 from tests.conftest import ADMIN_TOKEN, SECRET_KEY, seed_instance, wait_for
@@ -62,7 +62,7 @@ _COUNTED: tuple[tuple[str, dict[str, str]], ...] = (
 async def test_one_change_polled_and_delivered_moves_each_metric(
     settings: Settings,
     simulator: Simulator,
-    gateway: Endpoints,
+    gateway: RunningGateway,
     api: aiohttp.ClientSession,
     registry: CollectorRegistry,
 ) -> None:
@@ -145,7 +145,9 @@ def test_a_process_registry_has_the_process_and_platform_collectors() -> None:
     assert any(name.startswith("python_gc_") for name in names)
 
 
-async def test_health_and_readiness_are_served_on_the_metrics_and_the_api_port(gateway: Endpoints) -> None:
+async def test_health_and_readiness_are_served_on_the_metrics_and_the_api_port(
+    gateway: RunningGateway,
+) -> None:
     assert gateway.api_url is not None
     async with aiohttp.ClientSession() as http:
         for base in (gateway.metrics_url, gateway.api_url):

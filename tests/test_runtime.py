@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.errors import TaskCrashed
-from gateway.runtime import Endpoints, run_until_stopped, start_gateway, wait_for_stop
+from gateway.runtime import RunningGateway, run_until_stopped, start_gateway, wait_for_stop
 from gateway.settings import Settings
 from tests.conftest import wait_for
 from tests.delivery._support import delivery_settings
@@ -99,8 +99,8 @@ def _kill(name: str) -> None:
     task.cancel()
 
 
-async def _readiness(endpoints: Endpoints) -> tuple[int, dict[str, bool]]:
-    async with aiohttp.ClientSession() as http, http.get(f"{endpoints.metrics_url}/readyz") as response:
+async def _readiness(gateway: RunningGateway) -> tuple[int, dict[str, bool]]:
+    async with aiohttp.ClientSession() as http, http.get(f"{gateway.metrics_url}/readyz") as response:
         return response.status, (await response.json())["conditions"]
 
 
@@ -109,26 +109,26 @@ async def test_a_killed_vital_task_makes_the_gateway_unready_and_ends_its_wait(
     settings: Settings, registry: CollectorRegistry, task: str
 ) -> None:
     name = task.format(state=settings.state_topic_prefix)
-    async with start_gateway(delivery_settings(settings), registry=registry) as endpoints:
-        await wait_for(lambda: _ready(endpoints), within=30)
+    async with start_gateway(delivery_settings(settings), registry=registry) as gateway:
+        await wait_for(lambda: _ready(gateway), within=30)
         _kill(name)
-        await wait_for(lambda: _unready(endpoints), within=5)
-        status, conditions = await _readiness(endpoints)
+        await wait_for(lambda: _unready(gateway), within=5)
+        status, conditions = await _readiness(gateway)
         assert (status, conditions["tasks"]) == (503, False)
         assert [c for c, ok in conditions.items() if not ok] == ["tasks"]
         with pytest.raises(TaskCrashed) as crash:
             async with asyncio.timeout(5):
-                await wait_for_stop(asyncio.Event(), endpoints.failure)
+                await wait_for_stop(asyncio.Event(), gateway.failure)
         assert crash.value.task == name
         assert registry.get_sample_value("gateway_task_crashes_total", {"task": name}) == 1
 
 
-async def _ready(endpoints: Endpoints) -> bool:
-    return (await _readiness(endpoints))[0] == 200
+async def _ready(gateway: RunningGateway) -> bool:
+    return (await _readiness(gateway))[0] == 200
 
 
-async def _unready(endpoints: Endpoints) -> bool:
-    return (await _readiness(endpoints))[0] == 503
+async def _unready(gateway: RunningGateway) -> bool:
+    return (await _readiness(gateway))[0] == 503
 
 
 async def test_a_process_that_lost_a_vital_task_stops_and_says_it_did_not_stop_cleanly(

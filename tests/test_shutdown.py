@@ -266,11 +266,11 @@ class _FakeGateway:
         self._stuck = stuck
 
     @contextlib.asynccontextmanager
-    async def __call__(self, *_args: object, **_kwargs: object) -> AsyncIterator[runtime.Endpoints]:
+    async def __call__(self, *_args: object, **_kwargs: object) -> AsyncIterator[runtime.RunningGateway]:
         poller = asyncio.create_task(asyncio.sleep(3600), name="poll-i-1:accounts")
         self.started.set()
         try:
-            yield runtime.Endpoints(
+            yield runtime.RunningGateway(
                 api_url=None, metrics_url="http://127.0.0.1:1", admin_token="", failure=asyncio.Event().wait
             )
         finally:

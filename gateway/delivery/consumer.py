@@ -3,7 +3,7 @@
 Records of a partition are handled concurrently, not one after the other, so that a hanging
 endpoint holds back only its own events; `offsets.py` keeps the commits in order. Flow control:
 - at most `max_pending` records are being handled at once; reading waits beyond that, and asks
-  the endpoints to shed the waiting events of slow hosts (`Endpoints.relieve`), until an eighth of
+  the host slots to shed the waiting events of slow hosts (`HostSlots.relieve`), until an eighth of
   them has finished: records are then read in batches, not one per finished delivery;
 - a partition whose window of uncommitted records reaches `window_cap` is paused until its
   commits catch up;
@@ -29,17 +29,17 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from gateway.delivery.committer import Committer
 from gateway.delivery.fencing import PartitionWriters
-from gateway.delivery.handler import Record, RecordHandler
-from gateway.delivery.layout import DeliveryTopics, tier_name
+from gateway.delivery.handler import ConsumedRecord, RecordHandler
 from gateway.delivery.offsets import PartitionWindow, Windows
 from gateway.delivery.retry import NOT_BEFORE_HEADER, RetryPolicy
+from gateway.delivery.topic_names import DeliveryTopics, tier_name
 from gateway.errors import PublishError
 from gateway.metrics import DeliveryMetrics
 
 logger = logging.getLogger(__name__)
 
 _MAX_FETCH_WAIT_MS = 500
-# While full, how often slow hosts are asked to shed their waiting events (`Endpoints.relieve`): well
+# While full, how often slow hosts are asked to shed their waiting events (`HostSlots.relieve`): well
 # within the shortest slow-host threshold (0.1 s, at a 1 s request timeout).
 _FULL_WAIT_SECONDS = 0.02
 _REFILL_SHARE = 8  # reading resumes when this share of max_pending is free
@@ -126,7 +126,7 @@ class DeliveryReader:
                 self._admit(tp, records, now_ms)
             await self._report()
 
-    def _admit(self, tp: TopicPartition, records: list[Record], now_ms: int) -> None:
+    def _admit(self, tp: TopicPartition, records: list[ConsumedRecord], now_ms: int) -> None:
         if tp in self._revoking:
             return  # its next owner reads these again from the committed offset
         window = self._windows.get(tp)
@@ -158,7 +158,7 @@ class DeliveryReader:
                 "partition %s/%d paused: %d records wait for a commit", tp.topic, tp.partition, len(window)
             )
 
-    def _due_ms(self, record: Record, tier: float) -> int:
+    def _due_ms(self, record: ConsumedRecord, tier: float) -> int:
         """The head's `not-before`, bounded by its tier's longest wait from when it was parked."""
         bound: int = record.timestamp + int(self._policy.wait_bound(tier) * 1000)
         for name, value in record.headers:
@@ -169,7 +169,7 @@ class DeliveryReader:
                     break
         return 0  # malformed: let the handler deal with it now
 
-    async def _deliver(self, window: PartitionWindow, record: Record) -> None:
+    async def _deliver(self, window: PartitionWindow, record: ConsumedRecord) -> None:
         outputs = await self._handler.handle(record, handed_over=self._revoking)
         # The window of the partition as it was when the record was read: after a rebalance that
         # handed the partition back, a late finish must not mark the new reading of the offset.

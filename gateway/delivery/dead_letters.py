@@ -24,7 +24,6 @@ from typing import Any
 
 import orjson
 
-from gateway.delivery.layout import DeliveryTopics
 from gateway.delivery.outputs import DELIVERY_TRANSACTION_TIMEOUT_MS, Output, write_outputs
 from gateway.delivery.retry import (
     AttemptRecord,
@@ -34,6 +33,7 @@ from gateway.delivery.retry import (
     history_from_json,
     history_to_json,
 )
+from gateway.delivery.topic_names import DeliveryTopics
 from gateway.events import STRUCTURED_CONTENT_TYPE, rfc3339
 from gateway.kafka.compacted import read_table
 from gateway.kafka.partitioning import state_partition

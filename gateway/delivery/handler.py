@@ -22,12 +22,12 @@ from aiokafka.structs import ConsumerRecord
 
 from gateway.delivery.attempt import WebhookRequest, build_request, send
 from gateway.delivery.dead_letters import DeadLetter
-from gateway.delivery.endpoints import Endpoints
+from gateway.delivery.gone import DisabledInstances
 from gateway.delivery.history import DeliveryRecord, Status
-from gateway.delivery.layout import DeliveryTopics
+from gateway.delivery.host_slots import HostSlots
 from gateway.delivery.outputs import Output
 from gateway.delivery.retry import AttemptRecord, Origin, Parked, RetryPolicy, event_headers, read_parked
-from gateway.delivery.state import DisabledInstances
+from gateway.delivery.topic_names import DeliveryTopics
 from gateway.errors import (
     CallbackFailed,
     CallbackGone,
@@ -45,7 +45,7 @@ from gateway.metrics import DeliveryMetrics
 logger = logging.getLogger(__name__)
 
 InstanceLookup = Callable[[str], Instance | None]
-Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+ConsumedRecord: TypeAlias = "ConsumerRecord[bytes, bytes]"  # as read from an event topic or a retry tier
 _FORGOTTEN_KEPT = 10_000  # ids of deleted instances remembered, so their events drop without waiting
 
 
@@ -63,7 +63,7 @@ class HandlerConfig:
 class _Delivery:
     """One event being delivered, as read from an event topic or a retry tier."""
 
-    record: Record = field(repr=False)
+    record: ConsumedRecord = field(repr=False)
     event: Mapping[str, Any] = field(repr=False)
     event_id: str
     instance_id: str
@@ -176,7 +176,7 @@ class RecordHandler:
         self,
         *,
         session: aiohttp.ClientSession,
-        endpoints: Endpoints,
+        host_slots: HostSlots,
         policy: RetryPolicy,
         topics: DeliveryTopics,
         instances: InstanceLookup,
@@ -187,7 +187,7 @@ class RecordHandler:
         rng: random.Random | None = None,
     ) -> None:
         self._session = session
-        self._endpoints = endpoints
+        self._host_slots = host_slots
         self._policy = policy
         self._topics = topics
         self._instances = instances
@@ -199,7 +199,7 @@ class RecordHandler:
         self._forgotten: dict[str, None] = {}
 
     async def handle(
-        self, record: Record, *, handed_over: Container[TopicPartition] = frozenset()
+        self, record: ConsumedRecord, *, handed_over: Container[TopicPartition] = frozenset()
     ) -> tuple[Output, ...]:
         """The outputs of one record. `handed_over` holds the partitions being revoked: a record of
         one of them makes no further attempt, and is cancelled instead, for the partition's next
@@ -307,7 +307,7 @@ class RecordHandler:
         if not exc.retriable:
             return self._dead_letter(delivery, "callback-refused", str(exc), attempt.number, history)
         retry_after = exc.retry_after if isinstance(exc, CallbackThrottled | CallbackSkipped) else None
-        may_wait = not isinstance(exc, CallbackSkipped) and not self._endpoints.is_open(attempt.host)
+        may_wait = not isinstance(exc, CallbackSkipped) and not self._host_slots.is_open(attempt.host)
         retry = self._policy.next(
             attempt.number, retry_after=retry_after, may_wait_inline=may_wait, rng=self._rng
         )
@@ -320,7 +320,7 @@ class RecordHandler:
 
     async def _attempt(self, request: WebhookRequest, timing: _Timing) -> int:
         host = request.host
-        async with self._endpoints.slot(host):
+        async with self._host_slots.slot(host):
             started = time.monotonic()
             try:
                 status = await send(
@@ -332,18 +332,18 @@ class RecordHandler:
             except CallbackRefused:
                 raise
             except CallbackGone as exc:
-                self._endpoints.succeeded(host)  # it answered; the instance is what stops
+                self._host_slots.succeeded(host)  # it answered; the instance is what stops
                 timing.took(started, exc.status, self._metrics)
                 raise
             except DeliveryError as exc:
-                self._endpoints.failed(host)
+                self._host_slots.failed(host)
                 timing.took(started, getattr(exc, "status", None), self._metrics)
                 raise
-            self._endpoints.succeeded(host)
+            self._host_slots.succeeded(host)
             timing.took(started, status, self._metrics)
             return status
 
-    def _read(self, record: Record) -> _Delivery | None:
+    def _read(self, record: ConsumedRecord) -> _Delivery | None:
         tier = self._topics.tier_of(record.topic)
         try:
             parked = None if tier is None else read_parked(record.headers)

@@ -3,7 +3,7 @@
 
 `Deliverer` builds, on entry, the pieces of `gateway.delivery` around one consumer of the delivery
 group: the disabled-instance state, the webhook session, a transactional writer per partition held
-(`PartitionWriters`), the dead letters, the `RecordHandler` and `Endpoints` that make each attempt,
+(`PartitionWriters`), the dead letters, the `RecordHandler` and `HostSlots` that make each attempt,
 the `DeliveryReader` that feeds them and the `Committer` that commits what finished. Reading and
 committing run as one vital task of the watchdog. `retry_policy` and `delivery_topics` derive the
 retry schedule and the topic layout from the settings; `runtime.py` also uses `delivery_topics` to
@@ -41,13 +41,13 @@ from gateway.delivery.attempt import webhook_session
 from gateway.delivery.committer import Committer
 from gateway.delivery.consumer import DeliveryReader
 from gateway.delivery.dead_letters import DeadLetters
-from gateway.delivery.endpoints import Endpoints
 from gateway.delivery.fencing import PartitionWriters
+from gateway.delivery.gone import DisabledInstances, RevisionLookup
 from gateway.delivery.handler import HandlerConfig, InstanceLookup, RecordHandler
-from gateway.delivery.layout import DeliveryTopics
+from gateway.delivery.host_slots import HostSlots
 from gateway.delivery.offsets import Windows
 from gateway.delivery.retry import RetryPolicy
-from gateway.delivery.state import DisabledInstances, RevisionLookup
+from gateway.delivery.topic_names import DeliveryTopics
 from gateway.errors import PublishError
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.metrics import DeliveryMetrics, KafkaMetrics
@@ -208,7 +208,7 @@ class Deliverer:
         policy = retry_policy(settings)
         windows = Windows()
         self._committer = Committer(writers=writers, windows=windows, group_id=layout.group_id)
-        endpoints = Endpoints(
+        host_slots = HostSlots(
             concurrency=settings.delivery_concurrency,
             host_concurrency=settings.delivery_host_concurrency,
             backlog=settings.delivery_host_backlog,
@@ -219,7 +219,7 @@ class Deliverer:
         )
         handler = RecordHandler(
             session=session,
-            endpoints=endpoints,
+            host_slots=host_slots,
             policy=policy,
             topics=layout,
             instances=self._instances,
@@ -245,8 +245,8 @@ class Deliverer:
             metrics=self._metrics,
             max_pending=settings.delivery_max_pending,
             revoke_grace=settings.delivery_timeout_seconds + 1.0,
-            relieve=endpoints.relieve,
-            sending=endpoints.sending,
+            relieve=host_slots.relieve,
+            sending=host_slots.sending,
         )
         consumer.subscribe(pattern=layout.pattern, listener=self._reader.listener)
         # Vital: a process whose deliverer died keeps its partitions, and their webhooks wait.

@@ -28,7 +28,7 @@ from pydantic import SecretStr
 
 from gateway.demo.receiver import print_summaries, sample_receiver
 from gateway.logs import configure_logging
-from gateway.runtime import Endpoints, run_until_stopped
+from gateway.runtime import RunningGateway, run_until_stopped
 from gateway.settings import Settings
 from gateway.sim import DEMO_USERS, GeneratorSettings, Simulator
 
@@ -156,15 +156,15 @@ async def run_demo(stop: asyncio.Event, ports: DemoPorts) -> bool:
         instances = await asyncio.to_thread(_declare, _seed_instance(simulator, ports.receiver))
         kafka_note = await asyncio.to_thread(_kafka_note, bootstrap)
 
-        async def report(endpoints: Endpoints) -> None:
+        async def report(gateway: RunningGateway) -> None:
             print(
                 "\nevent-gateway demo is running (Ctrl-C stops it):\n"
                 f"  Kafka               {bootstrap} {kafka_note}\n"
                 f"  Dynamics simulator  {simulator.api_url}, {_CHANGES_PER_SECOND:g} changes/s\n"
-                f"  web console         {endpoints.api_url}/console/  (sign in by pasting the admin token"
+                f"  web console         {gateway.api_url}/console/  (sign in by pasting the admin token"
                 f" {_ADMIN_TOKEN})\n"
-                f"  gateway admin API   {endpoints.api_url}  (Authorization: Bearer {_ADMIN_TOKEN})\n"
-                f"  gateway metrics     {endpoints.metrics_url}/metrics\n"
+                f"  gateway admin API   {gateway.api_url}  (Authorization: Bearer {_ADMIN_TOKEN})\n"
+                f"  gateway metrics     {gateway.metrics_url}/metrics\n"
                 f"  instance            {instances} (the seed's change-tracking example)\n"
                 f"  event topics        {_TOPIC_PREFIX}.crm.<object type>\n"
                 f"  sample receiver     http://127.0.0.1:{ports.receiver}/webhooks"

@@ -31,7 +31,7 @@ from gateway.errors import PublishError, RecordTooLarge
 from gateway.metrics import KafkaMetrics
 
 Headers = Sequence[tuple[str, bytes]]
-Record = tuple[bytes, bytes, Headers]  # key, value, headers
+EventRecord = tuple[bytes, bytes, Headers]  # key, value, headers of an event: never a tombstone
 StateRecord = tuple[bytes, bytes | None, Headers]  # a record of a compacted topic: None is a tombstone
 _log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from gateway.errors import GatewayError, RecordTooLarge
 from gateway.events import EventEncoder, Mode
 from gateway.instances.model import Instance, ResourceConfig
 from gateway.kafka.topics import TopicAdmin, TopicNames
-from gateway.kafka.transactions import Record, StateRecord, Transaction, TransactionalWriter
+from gateway.kafka.transactions import EventRecord, StateRecord, Transaction, TransactionalWriter
 from gateway.metrics import PollingMetrics
 from gateway.polling.changes import Change, ChangeReader, EventType, Skipped, deleted
 from gateway.polling.checkpoint import Checkpoint, WindowFilter
@@ -526,7 +526,7 @@ class ResourcePoller:
 
     def _records(
         self, outgoing: list[_Outgoing], *, cursor: str | None, snapshot: bool, resync: bool
-    ) -> Iterator[Record]:
+    ) -> Iterator[EventRecord]:
         """The Kafka records of `outgoing`: what `encode` gives for each one's ChangeEvent, with its key."""
         encode = self._encoder.encode
         seen_ms = int(self._clock() * 1000)

@@ -6,7 +6,7 @@ client at `sim.api_url`; or serve one until cancelled with `run_simulator(host, 
 
 from __future__ import annotations
 
-from gateway.sim._app import API_ROOT, RequestRecord, create_app
+from gateway.sim._app import API_ROOT, create_app
 from gateway.sim._auth import Authority
 from gateway.sim._clock import Clock, ManualClock, format_timestamp, utc_now
 from gateway.sim._errors import (
@@ -21,7 +21,8 @@ from gateway.sim._faults import Faults
 from gateway.sim._generator import ChangeGenerator, GeneratorSettings
 from gateway.sim._limits import Limits, ServiceProtection
 from gateway.sim._odata_filter import Predicate, parse_filter
-from gateway.sim._records import ENTITY_SETS, TABLES, Kind, Record, TableSpec
+from gateway.sim._records import ENTITY_SETS, TABLES, Kind, Row, TableSpec
+from gateway.sim._request_log import RequestRecord
 from gateway.sim._simulator import DEMO_CLIENTS, DEMO_USERS, Simulator, run_simulator
 from gateway.sim._store import DataverseState, Table
 
@@ -43,8 +44,8 @@ __all__ = [
     "ManualClock",
     "OAuthError",
     "Predicate",
-    "Record",
     "RequestRecord",
+    "Row",
     "ServiceError",
     "ServiceProtection",
     "Simulator",

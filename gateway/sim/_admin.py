@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -30,10 +31,9 @@ from pydantic import TypeAdapter
 
 from gateway.sim._errors import INVALID_ARGUMENT, ServiceError
 from gateway.sim._faults import Faults
-from gateway.sim._generator import GeneratorSettings
-
-if TYPE_CHECKING:
-    from gateway.sim._simulator import Simulator
+from gateway.sim._generator import ChangeGenerator, GeneratorSettings
+from gateway.sim._request_log import RequestRecord
+from gateway.sim._store import DataverseState
 
 MAX_BULK = 1_000_000
 _FAULTS = TypeAdapter(Faults)
@@ -41,7 +41,16 @@ _GENERATOR = TypeAdapter(GeneratorSettings)
 _AdminHandler = Callable[["_Admin", web.Request], Awaitable[web.Response]]
 
 
-def add_admin_routes(app: web.Application, sim: Simulator) -> None:
+class AdminParts(Protocol):
+    """What the admin endpoints drive of a `Simulator`."""
+
+    state: DataverseState
+    faults: Faults
+    generator: ChangeGenerator
+    requests: deque[RequestRecord]
+
+
+def add_admin_routes(app: web.Application, sim: AdminParts) -> None:
     admin = _Admin(sim)
     records = "/_sim/tables/{entity_set}/records"
     app.router.add_get("/_sim/faults", admin.get_faults)
@@ -78,7 +87,7 @@ def _answers_errors(handler: _AdminHandler) -> _AdminHandler:
 
 
 class _Admin:
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: AdminParts) -> None:
         self._sim = sim
 
     async def get_faults(self, request: web.Request) -> web.Response:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from gateway.sim._records import Kind, Record, TableSpec
+from gateway.sim._records import Kind, Row, TableSpec
 
 FORMATTED_VALUE = "OData.Community.Display.V1.FormattedValue"
 LOOKUP_LOGICAL_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
@@ -45,7 +45,7 @@ def wanted(terms: Collection[str]) -> tuple[bool, bool]:
     return every or FORMATTED_VALUE in terms, every or LOOKUP_LOGICAL_NAME in terms
 
 
-def annotate(row: Record, spec: TableSpec, terms: Collection[str], name_of: NameOf) -> Record:
+def annotate(row: Row, spec: TableSpec, terms: Collection[str], name_of: NameOf) -> Row:
     """A copy of `row` with the annotations `terms` asks for, next to their columns."""
     formatted, logical = wanted(terms)
     annotated = dict(row)

@@ -9,57 +9,41 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+import random
+from datetime import timedelta
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
-from gateway.sim._admin import add_admin_routes
+from gateway.sim._admin import AdminParts, add_admin_routes
 from gateway.sim._annotations import annotate
-from gateway.sim._auth import challenge
-from gateway.sim._clock import format_timestamp
+from gateway.sim._auth import Authority, challenge
+from gateway.sim._clock import Clock
 from gateway.sim._errors import OAuthError, ServiceError, Throttled, Unauthenticated
 from gateway.sim._faults import BodyFault
+from gateway.sim._limits import ServiceProtection
 from gateway.sim._metadata import entity_definitions
 from gateway.sim._query import Page, Preferences, Query, deltatoken, parse_query, run_query
+from gateway.sim._request_log import RequestRecord
 from gateway.sim._store import Table
-
-if TYPE_CHECKING:
-    from gateway.sim._simulator import Simulator
 
 API_ROOT = "/api/data/v9.2"
 _JSON = "application/json; odata.metadata=minimal"
 
 
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
-    """One request to the data API or the token endpoint, as `/_sim/requests` lists it."""
+class SimulatorParts(AdminParts, Protocol):
+    """What the app reads of a `Simulator`, at each request: tests change these while it serves."""
 
-    time: datetime
-    method: str
-    path: str
-    query: Mapping[str, str]
-    principal: str | None  # the user name or client id of its bearer token
-    status: int
-    user_agent: str | None = None  # which client sent it, e.g. `event-gateway/0.1.0 (<replica>)`
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "time": format_timestamp(self.time),
-            "method": self.method,
-            "path": self.path,
-            "query": dict(self.query),
-            "principal": self.principal,
-            "status": self.status,
-            "user_agent": self.user_agent,
-        }
+    clock: Clock
+    fault_rng: random.Random
+    authority: Authority
+    protection: ServiceProtection
+    change_tracking_expiry: timedelta
 
 
-def create_app(sim: Simulator) -> web.Application:
+def create_app(sim: SimulatorParts) -> web.Application:
     """The aiohttp application of `sim`, for an AppRunner or aiohttp's test utilities."""
     app = web.Application(middlewares=[_middleware(sim)])
     routes = _DataRoutes(sim)
@@ -70,7 +54,7 @@ def create_app(sim: Simulator) -> web.Application:
     return app
 
 
-def _middleware(sim: Simulator) -> Middleware:
+def _middleware(sim: SimulatorParts) -> Middleware:
     @web.middleware
     async def serve(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/_sim/"):
@@ -105,7 +89,7 @@ def _middleware(sim: Simulator) -> Middleware:
 
 
 async def _serve_api(
-    sim: Simulator, request: web.Request, handler: Handler
+    sim: SimulatorParts, request: web.Request, handler: Handler
 ) -> tuple[web.StreamResponse, str | None]:
     principal: str | None = None
     try:
@@ -128,7 +112,7 @@ async def _serve_api(
 
 
 class _DataRoutes:
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: SimulatorParts) -> None:
         self._sim = sim
 
     async def entity_definitions(self, request: web.Request) -> web.Response:

@@ -27,7 +27,7 @@ import orjson
 
 from gateway.sim._errors import EXPIRED_VERSION_STAMP, QUERY_ERROR, ServiceError
 from gateway.sim._odata_filter import Predicate, parse_filter
-from gateway.sim._records import Record, TableSpec
+from gateway.sim._records import Row, TableSpec
 from gateway.sim._store import Table
 
 MAX_PAGE_SIZE = 5000
@@ -88,7 +88,7 @@ class Query:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    rows: list[Record]  # already projected on $select
+    rows: list[Row]  # already projected on $select
     deleted_ids: list[str]
     skiptoken: str | None  # of the next page, if there is one
     delta_version: int | None  # on the last page of a change tracking answer
@@ -145,7 +145,7 @@ def run_query(table: Table, query: Query) -> Page:
             indices = range(0 if last is None else bisect.bisect_right(keys, last), len(keys))
     except TypeError:  # a key from a token that does not compare with this ordering's keys
         raise _bad_skiptoken() from None
-    found: list[Record] = []
+    found: list[Row] = []
     for index in indices:
         key = keys[index]
         row = table.rows[key[-1]]
@@ -169,7 +169,7 @@ def _tracking_page(table: Table, query: Query) -> Page:
     else:
         state = _decode_skiptoken(query.skiptoken)
         end, phase, after = _field(state, "e", int), _field(state, "p", int), _field(state, "a", int)
-    rows: list[Record] = []
+    rows: list[Row] = []
     deleted: list[str] = []
 
     def next_page(phase: int, after: int) -> Page:
@@ -198,7 +198,7 @@ def _tracking_page(table: Table, query: Query) -> Page:
     return Page(rows, deleted, None, end)
 
 
-def _project(row: Record, select: tuple[str, ...] | None, spec: TableSpec) -> Record:
+def _project(row: Row, select: tuple[str, ...] | None, spec: TableSpec) -> Row:
     """The row as the client sees it: `$select`ed columns, always with the etag and primary key."""
     if select is None:
         return row

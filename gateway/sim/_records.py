@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-Record = dict[str, Any]
+Row = dict[str, Any]  # a row of a simulated table: column (or annotation) name to value
 
 
 class Kind(enum.Enum):
@@ -29,7 +29,7 @@ class TableSpec:
     primary_key: str
     entity_type: str  # the table's logical name, as in `Microsoft.Dynamics.CRM.account`
     columns: Mapping[str, Kind]  # every column, the system ones included
-    make: Callable[[random.Random], Record]  # the business columns of a new row
+    make: Callable[[random.Random], Row]  # the business columns of a new row
 
     def type_name(self) -> str:
         return f"Microsoft.Dynamics.CRM.{self.entity_type}"
@@ -87,7 +87,7 @@ def _text(rng: random.Random, sentences: int) -> str:
     return " ".join(rng.sample(_SENTENCES, sentences))
 
 
-def _system(rng: random.Random) -> Record:
+def _system(rng: random.Random) -> Row:
     owner = rng.choice(_OWNERS)
     return {
         "statecode": 0,
@@ -100,7 +100,7 @@ def _system(rng: random.Random) -> Record:
     }
 
 
-def _address(rng: random.Random) -> Record:
+def _address(rng: random.Random) -> Row:
     city, state, postcode, country = rng.choice(_CITIES)
     return {
         "address1_line1": f"{rng.randrange(1, 9999)} {rng.choice(_STREETS)}",
@@ -111,7 +111,7 @@ def _address(rng: random.Random) -> Record:
     }
 
 
-def _account(rng: random.Random) -> Record:
+def _account(rng: random.Random) -> Row:
     name = f"{rng.choice(_COMPANY)} {rng.choice(_SUFFIX)}"
     domain = name.split()[0].lower()
     return {
@@ -132,7 +132,7 @@ def _account(rng: random.Random) -> Record:
     }
 
 
-def _contact(rng: random.Random) -> Record:
+def _contact(rng: random.Random) -> Row:
     first, last, email = _person(rng)
     return {
         "firstname": first,
@@ -150,7 +150,7 @@ def _contact(rng: random.Random) -> Record:
     }
 
 
-def _lead(rng: random.Random) -> Record:
+def _lead(rng: random.Random) -> Row:
     first, last, email = _person(rng)
     return {
         "subject": f"Interested in {rng.choice(('licences', 'support plan', 'hardware', 'consulting'))}",
@@ -168,7 +168,7 @@ def _lead(rng: random.Random) -> Record:
     }
 
 
-def _opportunity(rng: random.Random) -> Record:
+def _opportunity(rng: random.Random) -> Row:
     estimated = float(rng.randrange(5_000, 2_000_000))
     return {
         "name": f"{rng.randrange(5, 500)} licences for {rng.choice(_COMPANY)}",
@@ -184,7 +184,7 @@ def _opportunity(rng: random.Random) -> Record:
     }
 
 
-def _activity(rng: random.Random, activity_type: str) -> Record:
+def _activity(rng: random.Random, activity_type: str) -> Row:
     day, hour = rng.randrange(1, 29), rng.randrange(8, 17)
     return {
         "subject": rng.choice(_SUBJECTS),
@@ -199,15 +199,15 @@ def _activity(rng: random.Random, activity_type: str) -> Record:
     }
 
 
-def _task(rng: random.Random) -> Record:
+def _task(rng: random.Random) -> Row:
     return _activity(rng, "task")
 
 
-def _activitypointer(rng: random.Random) -> Record:
+def _activitypointer(rng: random.Random) -> Row:
     return _activity(rng, rng.choice(_ACTIVITY_TYPES))
 
 
-def _annotation(rng: random.Random) -> Record:
+def _annotation(rng: random.Random) -> Row:
     return {
         "subject": f"Note: {rng.choice(_SUBJECTS).lower()}",
         "notetext": _text(rng, 6),
@@ -254,7 +254,7 @@ def _spec(
     entity_set: str,
     key: str,
     entity_type: str,
-    make: Callable[[random.Random], Record],
+    make: Callable[[random.Random], Row],
     columns: Mapping[str, Kind],
 ) -> TableSpec:
     return TableSpec(entity_set, key, entity_type, {key: Kind.GUID, **columns, **_SYSTEM}, make)

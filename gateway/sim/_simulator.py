@@ -13,13 +13,14 @@ from types import TracebackType
 
 from aiohttp import web
 
-from gateway.sim._app import RequestRecord, create_app
+from gateway.sim._app import create_app
 from gateway.sim._auth import Authority
 from gateway.sim._clock import Clock, utc_now
 from gateway.sim._faults import Faults
 from gateway.sim._generator import ChangeGenerator, GeneratorSettings
 from gateway.sim._limits import Limits, ServiceProtection
 from gateway.sim._records import ENTITY_SETS
+from gateway.sim._request_log import RequestRecord
 from gateway.sim._store import DataverseState
 
 logger = logging.getLogger(__name__)

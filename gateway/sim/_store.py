@@ -22,7 +22,7 @@ from typing import Any
 
 from gateway.sim._clock import TIMESTAMP_FORMAT, Clock, format_timestamp
 from gateway.sim._errors import INVALID_ARGUMENT, OBJECT_DOES_NOT_EXIST, QUERY_ERROR, ServiceError
-from gateway.sim._records import ENTITY_SETS, TABLES, Kind, Record, TableSpec, new_guid
+from gateway.sim._records import ENTITY_SETS, TABLES, Kind, Row, TableSpec, new_guid
 
 _READ_ONLY = frozenset({"versionnumber", "@odata.etag"})
 _TEMPLATES = 256  # pre-generated rows per table that bulk loads copy
@@ -42,7 +42,7 @@ class Table:
 
     def __init__(self, spec: TableSpec) -> None:
         self.spec = spec
-        self.rows: dict[str, Record] = {}
+        self.rows: dict[str, Row] = {}
         self.order: list[tuple[str, str]] = []
         self.log: list[tuple[int, str]] = []
         self.tombstones: list[tuple[int, str]] = []
@@ -62,7 +62,7 @@ class DataverseState:
         self._stamp_clock = stamp_clock
         self._rng = rng
         self._tables = {name: Table(TABLES[name]) for name in entity_sets}
-        self._templates: dict[str, list[Record]] = {}
+        self._templates: dict[str, list[Row]] = {}
 
     @property
     def tables(self) -> Mapping[str, Table]:
@@ -74,11 +74,11 @@ class DataverseState:
             raise ServiceError(404, QUERY_ERROR, f"Resource not found for the segment '{entity_set}'.")
         return table
 
-    def get(self, entity_set: str, record_id: str) -> Record | None:
+    def get(self, entity_set: str, record_id: str) -> Row | None:
         record = self.table(entity_set).rows.get(record_id.lower())
         return None if record is None else dict(record)
 
-    def upsert(self, entity_set: str, fields: Mapping[str, Any] | None = None) -> Record:
+    def upsert(self, entity_set: str, fields: Mapping[str, Any] | None = None) -> Row:
         """Create a row, or update it when `fields` names an existing primary key.
 
         Missing columns of a new row get realistic values. `createdon` and `modifiedon` may be
@@ -92,12 +92,12 @@ class DataverseState:
         if record_id is not None and record_id in table.rows:
             return self.update(entity_set, record_id, changes)
         now = format_timestamp(self._stamp_clock())
-        record: Record = {"@odata.etag": "", spec.primary_key: new_guid(self._rng), **spec.make(self._rng)}
+        record: Row = {"@odata.etag": "", spec.primary_key: new_guid(self._rng), **spec.make(self._rng)}
         record.update(createdon=now, modifiedon=now, versionnumber=0)
         record.update(changes)
         return dict(self._write(table, record, None))
 
-    def update(self, entity_set: str, record_id: str, fields: Mapping[str, Any]) -> Record:
+    def update(self, entity_set: str, record_id: str, fields: Mapping[str, Any]) -> Row:
         """Change columns of an existing row; `modifiedon` is stamped now unless given."""
         table = self.table(entity_set)
         spec = table.spec
@@ -165,7 +165,7 @@ class DataverseState:
         order = self.table(entity_set).order
         return order[self._rng.randrange(len(order))][1] if order else None
 
-    def _existing(self, table: Table, record_id: str) -> Record:
+    def _existing(self, table: Table, record_id: str) -> Row:
         record = table.rows.get(record_id.lower())
         if record is None:
             raise ServiceError(
@@ -173,7 +173,7 @@ class DataverseState:
             )
         return record
 
-    def _write(self, table: Table, record: Record, old: Record | None) -> Record:
+    def _write(self, table: Table, record: Row, old: Row | None) -> Row:
         key = record[table.spec.primary_key]
         if old is not None:
             self._unindex(table, old)
@@ -188,14 +188,14 @@ class DataverseState:
         return record
 
     @staticmethod
-    def _unindex(table: Table, record: Record) -> None:
+    def _unindex(table: Table, record: Row) -> None:
         entry = (record["modifiedon"], record[table.spec.primary_key])
         del table.order[bisect.bisect_left(table.order, entry)]
 
 
-def _validate(spec: TableSpec, fields: Mapping[str, Any]) -> Record:
+def _validate(spec: TableSpec, fields: Mapping[str, Any]) -> Row:
     """`fields` checked against the table's columns, with timestamps and keys in canonical form."""
-    clean: Record = {}
+    clean: Row = {}
     for column, value in fields.items():
         kind = spec.columns.get(column)
         if kind is None:

@@ -21,7 +21,7 @@ import aiohttp
 import orjson
 import pytest
 
-from gateway.runtime import Endpoints
+from gateway.runtime import RunningGateway
 from gateway.sim import Simulator
 from tests.conftest import seed_instance, wait_for
 
@@ -250,7 +250,7 @@ def _wrong(attack: Attack, status: int, answer: Any) -> str | None:
 
 @pytest.mark.timeout(300)
 async def test_every_hostile_request_gets_a_4xx_at_a_path_and_the_gateway_stays_ready(
-    gateway: Endpoints, api: aiohttp.ClientSession, simulator: Simulator
+    gateway: RunningGateway, api: aiohttp.ClientSession, simulator: Simulator
 ) -> None:
     async def ready() -> bool:
         async with api.get("/readyz") as response:

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.runtime import Endpoints, start_gateway
+from gateway.runtime import RunningGateway, start_gateway
 from gateway.settings import Settings
 from gateway.sim import DEMO_USERS, Simulator
 from tests.conftest import read_committed, seed_instance, wait_for
@@ -25,7 +25,9 @@ def running(registry: CollectorRegistry) -> float:
 @pytest.mark.parametrize(
     "header", [None, "Bearer wrong-token", "Basic dGVzdDp0ZXN0", "bearer test-admin-token"]
 )
-async def test_every_instance_route_needs_the_admin_token(gateway: Endpoints, header: str | None) -> None:
+async def test_every_instance_route_needs_the_admin_token(
+    gateway: RunningGateway, header: str | None
+) -> None:
     headers = {"Authorization": header} if header else {}
     async with aiohttp.ClientSession(base_url=gateway.api_url, headers=headers) as session:
         for method, path in [("GET", "/instances"), ("POST", "/instances"), ("DELETE", "/instances/x")]:

@@ -6,7 +6,7 @@ import aiohttp
 
 from gateway.api import create_api_app
 from gateway.health import Health
-from gateway.runtime import Endpoints
+from gateway.runtime import RunningGateway
 
 _METHODS = {"GET", "POST", "PATCH", "PUT", "DELETE"}
 
@@ -36,7 +36,9 @@ def _routed() -> set[tuple[str, str]]:
     }
 
 
-async def test_the_openapi_document_describes_exactly_the_routes_the_api_serves(gateway: Endpoints) -> None:
+async def test_the_openapi_document_describes_exactly_the_routes_the_api_serves(
+    gateway: RunningGateway,
+) -> None:
     async with aiohttp.ClientSession() as session, session.get(f"{gateway.api_url}/openapi.json") as response:
         assert response.status == 200
         document = await response.json()

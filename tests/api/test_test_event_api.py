@@ -23,9 +23,9 @@ async def loopback_api(
     settings: Settings, registry: CollectorRegistry
 ) -> AsyncIterator[aiohttp.ClientSession]:
     async with (
-        start_gateway(delivery_settings(settings), registry=registry) as endpoints,
+        start_gateway(delivery_settings(settings), registry=registry) as gateway,
         aiohttp.ClientSession(
-            base_url=endpoints.api_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            base_url=gateway.api_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
         ) as session,
     ):
         yield session

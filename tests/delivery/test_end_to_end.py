@@ -11,7 +11,7 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 from standardwebhooks.webhooks import Webhook
 
-from gateway.runtime import Endpoints
+from gateway.runtime import RunningGateway
 from gateway.settings import Settings
 from gateway.sim import Simulator
 from tests.conftest import seed_instance, wait_for
@@ -21,7 +21,7 @@ from tests.delivery._support import KEY, receiving, sample, schema_validator
 async def test_a_change_in_the_simulator_reaches_the_callback_signed(
     settings: Settings,
     simulator: Simulator,
-    gateway: Endpoints,
+    gateway: RunningGateway,
     api: aiohttp.ClientSession,
     registry: CollectorRegistry,
 ) -> None:

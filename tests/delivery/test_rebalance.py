@@ -13,11 +13,11 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
-from gateway.delivery.endpoints import Endpoints
+from gateway.delivery.gone import DisabledInstances
 from gateway.delivery.handler import HandlerConfig, RecordHandler
+from gateway.delivery.host_slots import HostSlots
 from gateway.delivery.runner import delivery_topics, ensure_delivery_topics, retry_policy
 from gateway.delivery.ssrf import GuardedConnector
-from gateway.delivery.state import DisabledInstances
 from gateway.events import encode
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.metrics import DeliveryMetrics, TaskMetrics
@@ -117,7 +117,7 @@ async def test_a_record_of_a_partition_being_handed_over_makes_no_further_attemp
         ):
             handler = RecordHandler(
                 session=session,
-                endpoints=Endpoints(
+                host_slots=HostSlots(
                     concurrency=8,
                     host_concurrency=8,
                     backlog=8,

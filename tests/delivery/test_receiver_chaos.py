@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from gateway.events import decode
-from gateway.runtime import Endpoints
+from gateway.runtime import RunningGateway
 from gateway.settings import Settings
 from gateway.sim import Simulator
 from tests.conftest import ROOT, read_committed, seed_instance, wait_for
@@ -152,7 +152,7 @@ async def make_changes(simulator: Simulator, registry: CollectorRegistry, made: 
 async def test_receiver_chaos_every_change_is_delivered_signed_or_dead_lettered(
     settings: Settings,
     simulator: Simulator,
-    gateway: Endpoints,
+    gateway: RunningGateway,
     api: aiohttp.ClientSession,
     registry: CollectorRegistry,
     report_figure: Callable[[str], None],

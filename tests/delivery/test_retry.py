@@ -7,10 +7,10 @@ import random
 import pytest
 from aiokafka import TopicPartition
 
-from gateway.delivery.layout import DeliveryTopics, tier_name
 from gateway.delivery.offsets import PartitionWindow
 from gateway.delivery.outputs import Output
 from gateway.delivery.retry import AttemptRecord, Origin, Parked, RetryPolicy, event_headers, read_parked
+from gateway.delivery.topic_names import DeliveryTopics, tier_name
 from gateway.events import EventDecodeError
 from gateway.settings import DEFAULT_RETRY_SCHEDULE
 

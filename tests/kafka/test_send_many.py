@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.errors import RecordTooLarge
 from gateway.kafka.topics import TopicAdmin
-from gateway.kafka.transactions import Record, TransactionalWriter, _murmur2
+from gateway.kafka.transactions import EventRecord, TransactionalWriter, _murmur2
 from gateway.metrics import KafkaMetrics
 from tests.conftest import read_committed
 
@@ -35,7 +35,7 @@ async def _send_many_then_fail(writer: TransactionalWriter, topic: str) -> None:
         raise _Boom
 
 
-def _records(count: int, *, size: int = 100) -> list[Record]:
+def _records(count: int, *, size: int = 100) -> list[EventRecord]:
     return [
         (f"obj-{n % 40}".encode(), f"{n}:".encode() + b"x" * size, [("n", str(n).encode())])
         for n in range(count)

@@ -69,9 +69,9 @@ async def test_a_successor_resumes_from_the_committed_cursor_and_misses_nothing(
 ) -> None:
     body = only(seed_instance("2016", simulator), "accounts")
     first = CollectorRegistry()
-    async with start_gateway(settings, registry=first) as endpoints:
-        headers = {"Authorization": f"Bearer {endpoints.admin_token}"}
-        async with aiohttp.ClientSession(base_url=endpoints.api_url, headers=headers) as api:
+    async with start_gateway(settings, registry=first) as gateway:
+        headers = {"Authorization": f"Bearer {gateway.admin_token}"}
+        async with aiohttp.ClientSession(base_url=gateway.api_url, headers=headers) as api:
             await create(api, body)
         await wait_for(_after(first, 4))  # the baseline, then empty polls whose cursors wait
     created = insert(simulator, "accounts")

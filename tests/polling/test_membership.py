@@ -14,7 +14,7 @@ from gateway.kafka.transactions import TransactionalWriter
 from gateway.metrics import KafkaMetrics, PollingMetrics, TaskMetrics
 from gateway.polling.membership import MembershipConfig, PollerMembership
 from gateway.polling.supervisor import PollerSupervisor
-from gateway.runtime import Endpoints, start_gateway
+from gateway.runtime import RunningGateway, start_gateway
 from gateway.settings import Settings
 from gateway.sim import Simulator
 from gateway.tasks import Watchdog
@@ -26,16 +26,16 @@ def running(registry: CollectorRegistry) -> float:
     return registry.get_sample_value("gateway_pollers_running") or 0.0
 
 
-def balanced(*replicas: Endpoints) -> bool:
+def balanced(*replicas: RunningGateway) -> bool:
     """Every replica holds partitions and has loaded them: the group has settled."""
     return all(r.membership is not None and r.membership.assigned.is_set() for r in replicas)
 
 
-async def cluster(endpoints: Endpoints) -> dict[str, Any]:
+async def cluster(gateway: RunningGateway) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with (
         aiohttp.ClientSession(headers=headers) as session,
-        session.get(f"{endpoints.api_url}/cluster") as response,
+        session.get(f"{gateway.api_url}/cluster") as response,
     ):
         assert response.status == 200
         payload: dict[str, Any] = await response.json()

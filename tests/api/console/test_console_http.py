@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from gateway.runtime import Endpoints
+from gateway.runtime import RunningGateway
 from gateway.sim import Simulator
 from tests.conftest import ADMIN_TOKEN, seed_instance
 from tests.polling._support import create, only
@@ -18,7 +18,7 @@ PAGES = ("/console/instances", "/console/instances/new")
 
 
 @pytest.fixture
-async def signed_in(gateway: Endpoints) -> AsyncIterator[aiohttp.ClientSession]:
+async def signed_in(gateway: RunningGateway) -> AsyncIterator[aiohttp.ClientSession]:
     # unsafe: the jar keeps cookies of an IP address host, as browsers do.
     jar = aiohttp.CookieJar(unsafe=True)
     async with aiohttp.ClientSession(base_url=gateway.api_url, cookie_jar=jar) as session:
@@ -34,7 +34,7 @@ async def _csrf(session: aiohttp.ClientSession) -> str:
     return match.group(1)
 
 
-async def test_pages_need_a_session_and_carry_the_security_headers(gateway: Endpoints) -> None:
+async def test_pages_need_a_session_and_carry_the_security_headers(gateway: RunningGateway) -> None:
     async with aiohttp.ClientSession(base_url=gateway.api_url) as session:
         for path in (*PAGES, "/console/"):
             async with session.get(path, allow_redirects=False) as response:
@@ -77,7 +77,7 @@ async def test_every_page_is_reachable_and_loads_only_the_gateways_own_files(
 
 
 async def test_a_post_without_the_sessions_csrf_token_or_from_another_origin_is_refused(
-    signed_in: aiohttp.ClientSession, gateway: Endpoints
+    signed_in: aiohttp.ClientSession, gateway: RunningGateway
 ) -> None:
     form = {"name": "x", "resources": "accounts"}
     async with signed_in.post("/console/instances/new", data=form, allow_redirects=False) as response:

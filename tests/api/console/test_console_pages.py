@@ -15,7 +15,7 @@ from playwright.async_api import Page, expect
 from prometheus_client import CollectorRegistry
 
 from gateway.instances import mask_url
-from gateway.runtime import Endpoints, start_gateway
+from gateway.runtime import RunningGateway, start_gateway
 from gateway.settings import Settings
 from gateway.sim import DEMO_USERS, Simulator
 from tests.api.console.conftest import screenshot
@@ -48,25 +48,25 @@ async def receiver() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def console(settings: Settings, registry: CollectorRegistry) -> AsyncIterator[Endpoints]:
+async def console(settings: Settings, registry: CollectorRegistry) -> AsyncIterator[RunningGateway]:
     """A gateway whose callbacks may go to loopback, where the test's receiver listens."""
     allowed = settings.model_copy(update={"callback_allowed_networks": [IPv4Network("127.0.0.0/8")]})
-    async with start_gateway(allowed, registry=registry) as endpoints:
-        yield endpoints
+    async with start_gateway(allowed, registry=registry) as gateway:
+        yield gateway
 
 
-async def sign_in(page: Page, endpoints: Endpoints) -> None:
-    await page.goto(f"{endpoints.api_url}/console/")
+async def sign_in(page: Page, gateway: RunningGateway) -> None:
+    await page.goto(f"{gateway.api_url}/console/")
     await page.get_by_label("Admin token").fill(ADMIN_TOKEN)
     await page.keyboard.press("Enter")
     await expect(page.get_by_role("heading", name="Instances")).to_be_visible()
 
 
-async def api_instances(endpoints: Endpoints) -> list[dict[str, Any]]:
+async def api_instances(gateway: RunningGateway) -> list[dict[str, Any]]:
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with (
         aiohttp.ClientSession(headers=headers) as session,
-        session.get(f"{endpoints.api_url}/instances") as response,
+        session.get(f"{gateway.api_url}/instances") as response,
     ):
         assert response.status == 200
         instances: list[dict[str, Any]] = await response.json()
@@ -74,7 +74,7 @@ async def api_instances(endpoints: Endpoints) -> list[dict[str, Any]]:
 
 
 async def test_sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_it(
-    page: Page, gateway: Endpoints
+    page: Page, gateway: RunningGateway
 ) -> None:
     await page.goto(f"{gateway.api_url}/console/instances")
     await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
@@ -115,7 +115,7 @@ async def _fill_seed_instance(page: Page, simulator: Simulator, callback: str) -
 
 
 async def test_an_instance_created_through_the_form_polls_its_seven_resources(
-    page: Page, console: Endpoints, simulator: Simulator, receiver: str
+    page: Page, console: RunningGateway, simulator: Simulator, receiver: str
 ) -> None:
     await sign_in(page, console)
     await screenshot(page, "instances-empty")
@@ -176,7 +176,7 @@ async def test_an_instance_created_through_the_form_polls_its_seven_resources(
 
 
 async def test_a_bad_field_shows_the_apis_message_beside_it_and_secrets_stay_masked(
-    page: Page, console: Endpoints, simulator: Simulator, receiver: str
+    page: Page, console: RunningGateway, simulator: Simulator, receiver: str
 ) -> None:
     await sign_in(page, console)
     await page.goto(f"{console.api_url}/console/instances/new")
@@ -248,7 +248,7 @@ async def test_a_bad_field_shows_the_apis_message_beside_it_and_secrets_stay_mas
 
 
 async def test_an_instance_whose_polls_fail_shows_a_red_dot_and_the_error(
-    page: Page, gateway: Endpoints, simulator: Simulator
+    page: Page, gateway: RunningGateway, simulator: Simulator
 ) -> None:
     body = seed_instance("2016", simulator)
     body["configuration"]["user.password"] = "wrong-password"
@@ -288,7 +288,7 @@ async def test_a_failing_delivery_is_dead_lettered_with_its_attempts_and_a_repla
 
     async with (
         receiving(down_until_fixed) as receiver,
-        start_gateway(delivery_settings(settings), registry=registry) as endpoints,
+        start_gateway(delivery_settings(settings), registry=registry) as gateway,
     ):
         body = only(seed_instance("2016", simulator), "accounts")
         body["configuration"]["event.notification.callback.url"] = receiver.url
@@ -296,11 +296,11 @@ async def test_a_failing_delivery_is_dead_lettered_with_its_attempts_and_a_repla
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         async with (
             aiohttp.ClientSession(headers=headers) as session,
-            session.post(f"{endpoints.api_url}/instances", json=body) as response,
+            session.post(f"{gateway.api_url}/instances", json=body) as response,
         ):
             assert response.status == 201
             instance_id = (await response.json())["id"]
-        await sign_in(page, endpoints)
+        await sign_in(page, gateway)
         await page.get_by_role("link", name="breaking-receiver").click()
         await page.get_by_role("button", name="Send test event").click()
         await expect(page.get_by_text("Test event not delivered")).to_contain_text("answered 500")
@@ -369,7 +369,7 @@ async def test_a_failing_delivery_is_dead_lettered_with_its_attempts_and_a_repla
         await page.goto("about:blank")
 
 
-async def test_the_console_is_usable_by_keyboard_alone(page: Page, gateway: Endpoints) -> None:
+async def test_the_console_is_usable_by_keyboard_alone(page: Page, gateway: RunningGateway) -> None:
     await page.goto(f"{gateway.api_url}/console/sign-in")
     await page.keyboard.type(ADMIN_TOKEN)  # the token field has the focus
     await page.keyboard.press("Enter")

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.delivery.endpoints import Endpoints
+from gateway.delivery.host_slots import HostSlots
 from gateway.errors import CallbackSkipped
 from gateway.metrics import DeliveryMetrics
 
@@ -20,7 +20,7 @@ class Clock:
         return self.now
 
 
-def _endpoints(clock: Clock, **overrides: float) -> Endpoints:
+def _host_slots(clock: Clock, **overrides: float) -> HostSlots:
     options: dict[str, float] = {
         "concurrency": 100,
         "host_concurrency": 2,
@@ -30,7 +30,7 @@ def _endpoints(clock: Clock, **overrides: float) -> Endpoints:
         "slow_after": 0.5,
     }
     options.update(overrides)
-    return Endpoints(
+    return HostSlots(
         concurrency=int(options["concurrency"]),
         host_concurrency=int(options["host_concurrency"]),
         backlog=int(options["backlog"]),
@@ -42,19 +42,19 @@ def _endpoints(clock: Clock, **overrides: float) -> Endpoints:
     )
 
 
-async def _fail(endpoints: Endpoints, host: str) -> None:
-    async with endpoints.slot(host):
-        endpoints.failed(host)
+async def _fail(host_slots: HostSlots, host: str) -> None:
+    async with host_slots.slot(host):
+        host_slots.failed(host)
 
 
 async def test_the_breaker_opens_probes_once_and_closes() -> None:
     clock = Clock()
-    endpoints = _endpoints(clock)
+    host_slots = _host_slots(clock)
     for _ in range(3):
-        await _fail(endpoints, "a:80")
-    assert endpoints.is_open("a:80")
+        await _fail(host_slots, "a:80")
+    assert host_slots.is_open("a:80")
     with pytest.raises(CallbackSkipped) as skipped:
-        async with endpoints.slot("a:80"):
+        async with host_slots.slot("a:80"):
             pass
     assert (skipped.value.reason, skipped.value.retry_after) == ("circuit-open", 30.0)
 
@@ -63,59 +63,59 @@ async def test_the_breaker_opens_probes_once_and_closes() -> None:
     finish_probe = asyncio.Event()
 
     async def probe() -> None:
-        async with endpoints.slot("a:80"):
+        async with host_slots.slot("a:80"):
             probe_started.set()
             await finish_probe.wait()
-            endpoints.succeeded("a:80")
+            host_slots.succeeded("a:80")
 
     task = asyncio.create_task(probe())
     await probe_started.wait()
     with pytest.raises(CallbackSkipped, match="probe is in flight"):
-        async with endpoints.slot("a:80"):
+        async with host_slots.slot("a:80"):
             pass
     finish_probe.set()
     await task
-    assert not endpoints.is_open("a:80")
-    async with endpoints.slot("a:80"):
-        endpoints.succeeded("a:80")
+    assert not host_slots.is_open("a:80")
+    async with host_slots.slot("a:80"):
+        host_slots.succeeded("a:80")
 
 
 async def test_a_failed_probe_opens_the_circuit_again() -> None:
     clock = Clock()
-    endpoints = _endpoints(clock)
+    host_slots = _host_slots(clock)
     for _ in range(3):
-        await _fail(endpoints, "a:80")
+        await _fail(host_slots, "a:80")
     clock.now += 30
-    await _fail(endpoints, "a:80")
+    await _fail(host_slots, "a:80")
     with pytest.raises(CallbackSkipped) as skipped:
-        async with endpoints.slot("a:80"):
+        async with host_slots.slot("a:80"):
             pass
     assert skipped.value.retry_after == 30.0
 
 
 async def test_other_hosts_are_not_affected_by_an_open_circuit() -> None:
-    endpoints = _endpoints(Clock())
+    host_slots = _host_slots(Clock())
     for _ in range(3):
-        await _fail(endpoints, "a:80")
-    async with endpoints.slot("b:80"):
-        endpoints.succeeded("b:80")
+        await _fail(host_slots, "a:80")
+    async with host_slots.slot("b:80"):
+        host_slots.succeeded("b:80")
 
 
 async def test_waiting_events_of_a_host_whose_circuit_opens_are_shed() -> None:
     clock = Clock()
-    endpoints = _endpoints(clock, failures=1)
+    host_slots = _host_slots(clock, failures=1)
     release = asyncio.Event()
 
     async def hold_and_fail() -> None:
-        async with endpoints.slot("a:80"):
+        async with host_slots.slot("a:80"):
             await release.wait()
-            endpoints.failed("a:80")
+            host_slots.failed("a:80")
 
     holders = [asyncio.create_task(hold_and_fail()) for _ in range(2)]
     await asyncio.sleep(0)
 
     async def wait_in_line() -> None:
-        async with endpoints.slot("a:80"):
+        async with host_slots.slot("a:80"):
             pass
 
     waiter = asyncio.create_task(wait_in_line())
@@ -128,11 +128,11 @@ async def test_waiting_events_of_a_host_whose_circuit_opens_are_shed() -> None:
 
 async def test_a_slow_host_keeps_its_backlog_and_sheds_the_rest_while_others_answer() -> None:
     clock = Clock()
-    endpoints = _endpoints(clock, backlog=2)
+    host_slots = _host_slots(clock, backlog=2)
     hang = asyncio.Event()
 
     async def request(host: str) -> None:
-        async with endpoints.slot(host):
+        async with host_slots.slot(host):
             await hang.wait()
 
     in_flight = [asyncio.create_task(request("slow:80")) for _ in range(2)]
@@ -144,10 +144,10 @@ async def test_a_slow_host_keeps_its_backlog_and_sheds_the_rest_while_others_ans
     assert not extra.done()
 
     clock.now += 1.0  # its requests are now old, and another host answers
-    async with endpoints.slot("fast:80"):
-        endpoints.succeeded("fast:80")
+    async with host_slots.slot("fast:80"):
+        host_slots.succeeded("fast:80")
     with pytest.raises(CallbackSkipped) as skipped:
-        async with endpoints.slot("slow:80"):
+        async with host_slots.slot("slow:80"):
             pass
     assert skipped.value.reason == "backlog"
     await asyncio.sleep(0)
@@ -163,17 +163,17 @@ async def test_a_slow_host_keeps_its_backlog_and_sheds_the_rest_while_others_ans
 async def test_a_lone_slow_host_is_not_shed_when_nobody_else_answers() -> None:
     """With no other host answering, slowness may be the process's own: it only waits."""
     clock = Clock()
-    endpoints = _endpoints(clock, backlog=1)
+    host_slots = _host_slots(clock, backlog=1)
     hang = asyncio.Event()
 
     async def request() -> None:
-        async with endpoints.slot("a:80"):
+        async with host_slots.slot("a:80"):
             await hang.wait()
 
     tasks = [asyncio.create_task(request()) for _ in range(6)]
     await asyncio.sleep(0)
     clock.now += 5
-    endpoints.relieve()
+    host_slots.relieve()
     late = asyncio.create_task(request())
     await asyncio.sleep(0)
     assert not any(task.done() for task in [*tasks, late])
@@ -182,12 +182,12 @@ async def test_a_lone_slow_host_is_not_shed_when_nobody_else_answers() -> None:
 
 
 async def test_slots_are_granted_in_order() -> None:
-    endpoints = _endpoints(Clock(), host_concurrency=1)
+    host_slots = _host_slots(Clock(), host_concurrency=1)
     order: list[int] = []
     gate = asyncio.Event()
 
     async def request(n: int) -> None:
-        async with endpoints.slot("a:80"):
+        async with host_slots.slot("a:80"):
             order.append(n)
             await gate.wait()
 
@@ -201,12 +201,12 @@ async def test_slots_are_granted_in_order() -> None:
 async def test_a_waiter_cancelled_just_before_the_slot_is_released_leaves_quietly() -> None:
     """As on a rebalance: the revoked partitions' waiting events are cancelled while a request of the
     host finishes, and the release drops the cancelled waiter before its task runs again."""
-    endpoints = _endpoints(Clock(), host_concurrency=1)
+    host_slots = _host_slots(Clock(), host_concurrency=1)
     gate = asyncio.Event()
     order: list[int] = []
 
     async def request(n: int) -> None:
-        async with endpoints.slot("a:80"):
+        async with host_slots.slot("a:80"):
             order.append(n)
             if n == 0:
                 await gate.wait()
@@ -219,5 +219,5 @@ async def test_a_waiter_cancelled_just_before_the_slot_is_released_leaves_quietl
     results = await asyncio.gather(holder, *waiters, return_exceptions=True)
     assert isinstance(results[1], asyncio.CancelledError), results
     assert order == [0, 2, 3]
-    async with asyncio.timeout(1), endpoints.slot("a:80"):  # the slot is free again
+    async with asyncio.timeout(1), host_slots.slot("a:80"):  # the slot is free again
         pass

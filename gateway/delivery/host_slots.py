@@ -103,8 +103,9 @@ class _Host:
                 waiter.set_exception(error())
 
 
-class Endpoints:
-    """The per-host state of one deliverer process. Hosts are forgotten when idle and healthy."""
+class HostSlots:
+    """Each callback host's slots, backlog and breaker in one deliverer process, under one overall
+    limit. Hosts are forgotten when idle and healthy."""
 
     def __init__(
         self,
