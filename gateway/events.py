@@ -15,16 +15,12 @@ from typing import Any, Literal
 
 import orjson
 
-from gateway.errors import GatewayError
+from gateway.errors import EventDecodeError
 
 SPEC_VERSION = "1.0"
 STRUCTURED_CONTENT_TYPE = b"application/cloudevents+json; charset=UTF-8"
 Mode = Literal["structured", "binary"]
 Headers = list[tuple[str, bytes]]
-
-
-class EventDecodeError(GatewayError):
-    """A record on an event topic that is not a change event of ours."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from gateway.errors import Problem, SettingsError
+from gateway.errors import ConfigError, Problem, SettingsError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -283,7 +283,7 @@ class Settings(BaseSettings):
         return value
 
 
-class _Conflict(ValueError):
+class _Conflict(ConfigError, ValueError):
     """Settings that do not fit together, raised by a model validator. Pydantic locates its errors
     nowhere (an empty `loc`), so the error names the variable to report: the one to change."""
 

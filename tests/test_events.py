@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.events import ChangeEvent, EventDecodeError, EventEncoder, Mode, decode, encode, rfc3339
+from gateway.errors import EventDecodeError
+from gateway.events import ChangeEvent, EventEncoder, Mode, decode, encode, rfc3339
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parent.parent / "schemas" / "change-event.schema.json").read_text()

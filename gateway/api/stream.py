@@ -14,8 +14,8 @@ from aiokafka import AIOKafkaConsumer
 
 from gateway.api.instances import stored_body
 from gateway.api.responses import RequestProblem
-from gateway.errors import Problem
-from gateway.events import EventDecodeError, decode
+from gateway.errors import EventDecodeError, Problem
+from gateway.events import decode
 from gateway.instances import validate_instance
 from gateway.kafka.topics import TopicAdmin, TopicNames
 

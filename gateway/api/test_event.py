@@ -16,7 +16,7 @@ from aiohttp import ChainMapProxy, web
 from gateway.api.instances import stored_body
 from gateway.api.responses import RequestProblem, json_response
 from gateway.delivery.attempt import build_request, send
-from gateway.errors import CallbackFailed, DeliveryError, Problem
+from gateway.errors import DeliveryError, Problem
 from gateway.events import EventEncoder
 from gateway.instances import validate_instance
 
@@ -76,9 +76,7 @@ async def send_test_event(app: web.Application | ChainMapProxy, instance_id: str
             sender.session, request, time_limit=sender.time_limit, retry_after_max=sender.retry_after_max
         )
     except DeliveryError as failed:
-        answer.update(delivered=False, status=getattr(failed, "status", None), error=str(failed))
-        if not isinstance(failed, CallbackFailed):
-            answer["status"] = None
+        answer.update(delivered=False, status=failed.status, error=str(failed))
     else:
         answer.update(delivered=True, status=status, error=None)
     answer["durationMs"] = round((time.perf_counter() - started) * 1000)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import orjson
 
-from gateway.events import EventDecodeError
+from gateway.errors import EventDecodeError
 
 BodyFormat = Literal["elements", "cloudevents"]
 

@@ -28,17 +28,8 @@ from gateway.delivery.layout import DeliveryTopics
 from gateway.delivery.outputs import Output
 from gateway.delivery.retry import AttemptRecord, Origin, Parked, RetryPolicy, event_headers, read_parked
 from gateway.delivery.state import DisabledInstances
-from gateway.errors import (
-    CallbackFailed,
-    CallbackGone,
-    CallbackRefused,
-    CallbackSkipped,
-    CallbackThrottled,
-    CallbackTimeout,
-    DeliveryError,
-    InvalidSigningKey,
-)
-from gateway.events import EventDecodeError, decode
+from gateway.errors import CallbackGone, CallbackRefused, DeliveryError, EventDecodeError, InvalidSigningKey
+from gateway.events import decode
 from gateway.instances.model import Instance
 from gateway.metrics import DeliveryMetrics
 
@@ -104,22 +95,6 @@ def _instance_id(event: Mapping[str, Any]) -> str:
 
 def _status_class(status: int | None) -> str:
     return "none" if status is None else f"{status // 100}xx"
-
-
-def _outcome(exc: DeliveryError) -> tuple[str, int | None]:
-    if isinstance(exc, CallbackGone):
-        return "gone", exc.status
-    if isinstance(exc, CallbackThrottled):
-        return "throttled", exc.status
-    if isinstance(exc, CallbackFailed):
-        return "failed", exc.status
-    if isinstance(exc, CallbackTimeout):
-        return "timeout", None
-    if isinstance(exc, CallbackRefused):
-        return "refused", None
-    if isinstance(exc, CallbackSkipped):
-        return "skipped", None
-    return "unreachable", None
 
 
 class RecordHandler:
@@ -226,25 +201,28 @@ class RecordHandler:
     ) -> float | tuple[Output, ...]:
         """What follows a failed attempt: seconds to wait before trying again in memory, or the
         records that finish the event (parked, dead-lettered, its instance disabled)."""
-        if isinstance(exc, CallbackSkipped) and exc.reason == "backlog":
+        if not exc.attempted:
             # Flow control, not an attempt: the host is slow and its backlog is full.
-            tier = self._policy.tier_for(exc.retry_after)
-            return self._park(delivery, attempt.number - 1, history, exc.retry_after, tier)
-        outcome, code = _outcome(exc)
-        self._count(outcome, code, delivery)
+            delay = exc.retry_after or 0.0
+            return self._park(delivery, attempt.number - 1, history, delay, self._policy.tier_for(delay))
+        self._count(exc.outcome, exc.status, delivery)
         history.append(
-            AttemptRecord(attempt.number, int(attempt.at * 1000), outcome, code, str(exc), attempt.ms)
+            AttemptRecord(
+                attempt.number, int(attempt.at * 1000), exc.outcome, exc.status, str(exc), attempt.ms
+            )
         )
-        if isinstance(exc, CallbackGone):
+        if exc.disables_instance:
             at_ms = int(attempt.at * 1000)
             marker = self._disabled.disable(delivery.instance_id, attempt.revision, status=410, at_ms=at_ms)
-            return (marker, *self._dead_letter(delivery, "endpoint-gone", str(exc), attempt.number, history))
+            return (
+                marker,
+                *self._dead_letter(delivery, exc.dead_letter_reason, str(exc), attempt.number, history),
+            )
         if not exc.retriable:
-            return self._dead_letter(delivery, "callback-refused", str(exc), attempt.number, history)
-        retry_after = exc.retry_after if isinstance(exc, CallbackThrottled | CallbackSkipped) else None
-        may_wait = not isinstance(exc, CallbackSkipped) and not self._endpoints.is_open(attempt.host)
+            return self._dead_letter(delivery, exc.dead_letter_reason, str(exc), attempt.number, history)
+        may_wait = exc.retries_inline and not self._endpoints.is_open(attempt.host)
         retry = self._policy.next(
-            attempt.number, retry_after=retry_after, may_wait_inline=may_wait, rng=self._rng
+            attempt.number, retry_after=exc.retry_after, may_wait_inline=may_wait, rng=self._rng
         )
         if retry is None:
             detail = f"no success after {attempt.number} attempts; the last: {exc}"
@@ -272,7 +250,7 @@ class RecordHandler:
                 raise
             except DeliveryError as exc:
                 self._endpoints.failed(host)
-                timing.took(started, getattr(exc, "status", None), self._metrics)
+                timing.took(started, exc.status, self._metrics)
                 raise
             self._endpoints.succeeded(host)
             timing.took(started, status, self._metrics)

@@ -15,7 +15,8 @@ from referencing import Registry, Resource
 import gateway.delivery
 import gateway.events
 from gateway.delivery import render_body
-from gateway.events import ChangeEvent, EventDecodeError, Mode, decode, encode
+from gateway.errors import EventDecodeError
+from gateway.events import ChangeEvent, Mode, decode, encode
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 _REGISTRY: Registry[Any] = Registry().with_resources(
