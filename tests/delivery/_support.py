@@ -202,7 +202,7 @@ async def delivering(
     async with (
         TopicAdmin(bootstrap_servers=settings.kafka_bootstrap_servers, replication_factor=1) as admin,
         start_deliverer(
-            settings,
+            settings.delivery(),
             topics=topics,
             admin=admin,
             instances=instances.get,
