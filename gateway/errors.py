@@ -26,7 +26,7 @@ GatewayError
  ├── PublishError                 Kafka produce or transaction failures
  │    └── RecordTooLarge          a record over the producer's or the broker's size limit (not retriable)
  ├── TaskCrashed                  a task the process cannot work without ended by itself; carries its name
- ├── EventDecodeError             a record on an event topic that is not a change event of ours
+ ├── EventDecodeError             a record on an event topic that is not a change event; names the field
  │    └── delivery.ParkedDecodeError  a retry record whose `gw-*` headers are missing or malformed
  ├── DeliveryError                webhook delivery failures (retriable unless noted); each class says
  │    │                           what follows a failed attempt (see DeliveryError)
@@ -171,7 +171,12 @@ class TaskCrashed(GatewayError):
 
 
 class EventDecodeError(GatewayError):
-    """A record on an event topic that is not a change event of ours."""
+    """A record on an event topic that is not a change event of ours. `field` names the attribute at
+    fault (`data.instanceId`), None when the record is not even JSON."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class DeliveryError(GatewayError):

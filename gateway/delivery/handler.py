@@ -11,10 +11,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import aiohttp
 from aiokafka import TopicPartition
@@ -29,7 +29,7 @@ from gateway.delivery.outputs import Output
 from gateway.delivery.retry import AttemptRecord, Origin, Parked, RetryPolicy, event_headers, read_parked
 from gateway.delivery.state import DisabledInstances
 from gateway.errors import CallbackGone, CallbackRefused, DeliveryError, EventDecodeError, InvalidSigningKey
-from gateway.events import decode
+from gateway.events import ChangeEvent
 from gateway.instances.model import Instance
 from gateway.metrics import DeliveryMetrics
 
@@ -55,9 +55,7 @@ class _Delivery:
     """One event being delivered, as read from an event topic or a retry tier."""
 
     record: Record = field(repr=False)
-    event: Mapping[str, Any] = field(repr=False)
-    event_id: str
-    instance_id: str
+    event: ChangeEvent
     origin: Origin
     parked: Parked | None
 
@@ -83,14 +81,6 @@ class _Timing:
         seconds = time.monotonic() - started
         metrics.request_duration.labels(_status_class(status)).observe(seconds)
         self.ms = int(seconds * 1000)
-
-
-def _instance_id(event: Mapping[str, Any]) -> str:
-    data = event.get("data")
-    instance_id = data.get("instanceId") if isinstance(data, dict) else None
-    if not isinstance(instance_id, str) or not isinstance(event.get("id"), str):
-        raise EventDecodeError("event has no id or no data.instanceId")
-    return instance_id
 
 
 def _status_class(status: int | None) -> str:
@@ -133,7 +123,7 @@ class RecordHandler:
         delivery = self._read(record)
         if delivery is None:
             return ()
-        instance = await self._instance(delivery.instance_id)
+        instance = await self._instance(delivery.event.instance_id)
         if instance is None:
             self._drop("instance-deleted", delivery)
             return ()
@@ -143,7 +133,7 @@ class RecordHandler:
             return ()
         outputs: list[Output] = []
         revision = self._disabled.revision(instance)
-        status = self._disabled.status(delivery.instance_id, revision)
+        status = self._disabled.status(delivery.event.instance_id, revision)
         history = list(delivery.parked.history) if delivery.parked else []
         attempts = delivery.parked.attempts if delivery.parked else 0
         if status == "disabled":
@@ -152,7 +142,7 @@ class RecordHandler:
             )
             return self._dead_letter(delivery, "endpoint-gone", detail, attempts, history)
         if status == "lifted":
-            outputs.append(self._disabled.lift(delivery.instance_id))
+            outputs.append(self._disabled.lift(delivery.event.instance_id))
         while True:
             attempts += 1
             at = self._clock()
@@ -180,7 +170,7 @@ class RecordHandler:
                         raise asyncio.CancelledError from exc
                     await asyncio.sleep(step)
                     # The instance may have changed or gone meanwhile.
-                    current = self._instances(delivery.instance_id)
+                    current = self._instances(delivery.event.instance_id)
                     if (
                         current is None
                         or not current.notification.enabled
@@ -213,7 +203,9 @@ class RecordHandler:
         )
         if exc.disables_instance:
             at_ms = int(attempt.at * 1000)
-            marker = self._disabled.disable(delivery.instance_id, attempt.revision, status=410, at_ms=at_ms)
+            marker = self._disabled.disable(
+                delivery.event.instance_id, attempt.revision, status=410, at_ms=at_ms
+            )
             return (
                 marker,
                 *self._dead_letter(delivery, exc.dead_letter_reason, str(exc), attempt.number, history),
@@ -260,8 +252,7 @@ class RecordHandler:
         tier = self._topics.tier_of(record.topic)
         try:
             parked = None if tier is None else read_parked(record.headers)
-            event = decode(record.value or b"", event_headers(record.headers))
-            instance_id = _instance_id(event)
+            event = ChangeEvent.decode(record.value or b"", event_headers(record.headers))
         except EventDecodeError as exc:
             self._metrics.dropped.labels("undecodable").inc()
             logger.warning(
@@ -273,7 +264,7 @@ class RecordHandler:
             )
             return None
         origin = parked.origin if parked else Origin(record.topic, record.partition, record.offset)
-        return _Delivery(record, event, str(event["id"]), instance_id, origin, parked)
+        return _Delivery(record, event, origin, parked)
 
     async def _instance(self, instance_id: str) -> Instance | None:
         """The instance, waiting a little for one this replica has not read yet: an event can reach
@@ -294,18 +285,22 @@ class RecordHandler:
     def _drop(self, reason: str, delivery: _Delivery) -> None:
         self._metrics.dropped.labels(reason).inc()
         logger.debug(
-            "dropped (%s)", reason, extra={"instance_id": delivery.instance_id, "event_id": delivery.event_id}
+            "dropped (%s)",
+            reason,
+            extra={"instance_id": delivery.event.instance_id, "event_id": delivery.event.id},
         )
 
     def _count(self, outcome: str, status: int | None, delivery: _Delivery) -> None:
         self._metrics.attempts.labels(outcome, _status_class(status)).inc()
         if self._metrics.instance_attempts is not None:
-            self._metrics.instance_attempts.labels(delivery.instance_id, outcome).inc()
+            self._metrics.instance_attempts.labels(delivery.event.instance_id, outcome).inc()
 
-    def _observe_end_to_end(self, event: Mapping[str, Any]) -> None:
+    def _observe_end_to_end(self, event: ChangeEvent) -> None:
+        if event.time is None:
+            return
         try:
-            changed = datetime.fromisoformat(str(event["time"])).timestamp()
-        except (KeyError, ValueError):
+            changed = datetime.fromisoformat(event.time).timestamp()
+        except ValueError:
             return
         self._metrics.end_to_end.observe(max(self._clock() - changed, 0.0))
 
@@ -320,7 +315,7 @@ class RecordHandler:
             "parked for %.1f s: %s",
             delay,
             history[-1].error if history else "",
-            extra={"instance_id": delivery.instance_id, "event_id": delivery.event_id},
+            extra={"instance_id": delivery.event.instance_id, "event_id": delivery.event.id},
         )
         retry = Output(
             topic=self._topics.retry(tier),
@@ -335,8 +330,8 @@ class RecordHandler:
     ) -> tuple[Output, ...]:
         key = delivery.record.key
         letter = DeadLetter(
-            instance_id=delivery.instance_id,
-            event_id=delivery.event_id,
+            instance_id=delivery.event.instance_id,
+            event_id=delivery.event.id,
             reason=reason,
             detail=detail,
             attempts=attempts,
@@ -344,7 +339,7 @@ class RecordHandler:
             origin=delivery.origin,
             record_key=None if key is None else key.decode("utf-8", "replace"),
             history=tuple(history),
-            event=delivery.event,
+            event=delivery.event.envelope,
         )
         self._metrics.dead_letters.labels(reason).inc()
         logger.warning(
@@ -352,7 +347,7 @@ class RecordHandler:
             reason,
             attempts,
             detail,
-            extra={"instance_id": delivery.instance_id, "event_id": delivery.event_id},
+            extra={"instance_id": delivery.event.instance_id, "event_id": delivery.event.id},
         )
         letter_output = letter.output(self._topics.dead_letters, self._config.dead_letter_partitions)
         return (letter_output, *self._history(delivery, "failed", attempts, history, None))
@@ -370,14 +365,14 @@ class RecordHandler:
             return ()
         event = delivery.event
         record = DeliveryRecord(
-            instance_id=delivery.instance_id,
-            event_id=delivery.event_id,
+            instance_id=delivery.event.instance_id,
+            event_id=delivery.event.id,
             status=status,
             at_ms=int(self._clock() * 1000),
             attempts=attempts,
             next_retry_ms=next_retry_ms,
-            event_type=str(event.get("type", "")),
-            subject=str(event.get("subject", "")),
+            event_type=event.type,
+            subject=event.subject,
             history=tuple(history),
         )
         return (record.output(self._topics.deliveries, self._config.dead_letter_partitions),)

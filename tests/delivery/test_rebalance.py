@@ -18,11 +18,11 @@ from gateway.delivery.handler import HandlerConfig, RecordHandler
 from gateway.delivery.runner import delivery_topics, ensure_delivery_topics, retry_policy
 from gateway.delivery.ssrf import GuardedConnector
 from gateway.delivery.state import DisabledInstances
-from gateway.events import encode
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.metrics import DeliveryMetrics, TaskMetrics
 from gateway.settings import Settings
 from gateway.tasks import Watchdog
+from tests._events import encode
 from tests.conftest import wait_for
 from tests.delivery._support import (
     LOOPBACK,
