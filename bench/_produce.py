@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from gateway.events import ChangeEvent, encode
+from gateway.events import EventEncoder
 from gateway.sim import DataverseState
 from gateway.sources.dynamics.normalise import normalise
 
@@ -33,26 +33,28 @@ def messages(count: int, *, instance_id: str = "bench-baseline") -> list[Message
         stamp_clock=lambda: datetime.now(UTC), rng=random.Random(7), entity_sets=["accounts"]
     )
     state.bulk_load("accounts", count)
+    encoder = EventEncoder(
+        instance_id=instance_id,
+        instance_name=f"bench-{instance_id}",
+        element_key="dynamicscrmadfs",
+        tags=("bench",),
+        hub="crm",
+        object_type="accounts",
+    )
     built: list[Message] = []
     for row in state.table("accounts").rows.values():
         record = normalise(row, "accountid")
         attributes = record["attributes"]
-        event = ChangeEvent(
-            instance_id=instance_id,
-            instance_name=f"bench-{instance_id}",
-            element_key="dynamicscrmadfs",
-            tags=("bench",),
-            hub="crm",
-            object_type="accounts",
-            object_id=str(record["id"]),
-            event_type="UPDATED",
-            time_ms=attributes["modifiedon"],
-            version=str(attributes["modifiedon"]),
-            raw=record,
-            snapshot=True,
+        built.append(
+            encoder.encode(
+                object_id=str(record["id"]),
+                event_type="UPDATED",
+                time_ms=attributes["modifiedon"],
+                version=str(attributes["modifiedon"]),
+                raw=record,
+                snapshot=True,
+            )
         )
-        value, headers = encode(event)
-        built.append((event.key, value, headers))
     return built
 
 

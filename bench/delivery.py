@@ -45,7 +45,7 @@ from bench._produce import messages
 from bench._profiler import Profile
 from bench._report import Check, Result
 from gateway.delivery import render_body
-from gateway.events import decode
+from gateway.events import ChangeEvent
 from gateway.kafka.topics import TopicAdmin
 from gateway.settings import Settings
 
@@ -89,7 +89,8 @@ async def _run(
     await _load(bootstrap, event_topic, batch)
     bodies_file = log_dir / "delivery-bodies.bin"
     write_bodies(
-        bodies_file, [render_body(decode(value, headers), "elements") for _key, value, headers in batch]
+        bodies_file,
+        [render_body(ChangeEvent.decode(value, headers), "elements") for _key, value, headers in batch],
     )
     del batch
 

@@ -38,7 +38,7 @@ from bench._instances import RESOURCES, instance_body
 from bench._kafka import OffsetWatch, create_topics, read_committed, scratch_prefix, watching
 from bench._procs import Child, CpuMeter, answers, free_port, load_average, running, until
 from bench._report import Check, Result
-from gateway.events import decode
+from gateway.events import ChangeEvent
 from gateway.sim import ENTITY_SETS
 
 TARGET_P99_MS = 50.0
@@ -200,8 +200,8 @@ def _result(
     source_ms: list[float] = []
     samples: list[tuple[str, int, int, float, float, float]] = []
     for record in records:
-        event = decode(record.value or b"", record.headers)
-        pending = receipts.get(str(event["id"]))
+        event = ChangeEvent.decode(record.value or b"", record.headers)
+        pending = receipts.get(event.id)
         if not pending:
             continue
         received = pending.pop()
@@ -212,8 +212,8 @@ def _result(
         kafka_ms.append((received - step[1]) * 1000)
         samples.append((record.topic, record.partition, record.offset, step[1], step[2], received))
         kafka_late_ms.append((received - step[2]) * 1000)
-        if event["data"]["eventType"] != "DELETED":
-            source_ms.append((received - datetime.fromisoformat(event["time"]).timestamp()) * 1000)
+        if event.data["eventType"] != "DELETED" and event.time is not None:
+            source_ms.append((received - datetime.fromisoformat(event.time).timestamp()) * 1000)
     if not kafka_ms:
         raise RuntimeError("no webhook was received in the measurement window")
     seconds = window[1] - window[0]

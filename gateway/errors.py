@@ -1,11 +1,20 @@
 """The gateway's exceptions, one tree rooted at GatewayError.
 
+Most are defined here; a few live beside the one module that raises them, named below with it.
+
 GatewayError
  ├── ConfigError                  bad settings or a bad instance body
  │    ├── ProblemsError           every problem found at once, each where it was found
  │    │    ├── SettingsError      one per environment variable, never with the value given
  │    │    └── InstanceValidationError  one per JSON path
- │    └── SecretKeyMismatch       no configured key decrypts a stored secret; names the instance
+ │    ├── SecretKeyMismatch       no configured key decrypts a stored secret; names the instance
+ │    ├── settings._Conflict      settings that do not fit together; also a ValueError, for pydantic
+ │    ├── formats.DateFormatError a date format or time zone name; also a ValueError
+ │    ├── formats.CeqlError       a CEQL where clause; also a ValueError
+ │    ├── formats.HubUrlError     a poller URL not of the form /hubs/<hub>/<resource>; also a ValueError
+ │    ├── formats.TemplateError   a poller URL template; also a ValueError
+ │    ├── polling.CheckpointError a stored checkpoint that cannot be read
+ │    └── polling.RowStateError   a stored row state that cannot be read
  ├── SourceError                  talking to a CRM API (retriable unless noted)
  │    ├── SourceUnavailable       connection errors, timeouts, 5xx
  │    │    └── SourceTimeout      also a TimeoutError
@@ -13,18 +22,30 @@ GatewayError
  │    ├── SourceAuthError         token endpoint refused us (not retriable)
  │    ├── SourceRequestError      4xx other than 401/429 (not retriable)
  │    └── SourceResponseError     malformed JSON, a body of the wrong shape (not retriable)
+ │         └── formats.DateValueError  a date its format cannot read or render; also a ValueError
  ├── PublishError                 Kafka produce or transaction failures
  │    └── RecordTooLarge          a record over the producer's or the broker's size limit (not retriable)
  ├── TaskCrashed                  a task the process cannot work without ended by itself; carries its name
- └── DeliveryError                webhook delivery failures (retriable unless noted)
-      ├── CallbackRefused         the callback's address is one we must not reach (not retriable)
-      ├── InvalidSigningKey       a `whsec_` signing key that is not base64 (not retriable)
-      ├── CallbackFailed          the receiver answered other than 2xx (3xx included); carries the status
-      │    ├── CallbackGone       410: the receiver asks us to stop (not retriable; disables the instance)
-      │    └── CallbackThrottled  429, 502, 503, 504; carries the Retry-After delay, if any
-      ├── CallbackUnreachable     no answer: connection refused or reset, DNS, TLS
-      │    └── CallbackTimeout    no answer in time; also a TimeoutError
-      └── CallbackSkipped         not attempted: the host's circuit is open, or it is too slow for its backlog
+ ├── EventDecodeError             a record on an event topic that is not a change event; names the field
+ │    └── delivery.ParkedDecodeError  a retry record whose `gw-*` headers are missing or malformed
+ ├── DeliveryError                webhook delivery failures (retriable unless noted); each class says
+ │    │                           what follows a failed attempt (see DeliveryError)
+ │    ├── CallbackRefused         the callback's address is one we must not reach (not retriable)
+ │    │    └── delivery._ConnectRefused  the same, in the OSError form aiohttp's resolver expects
+ │    ├── InvalidSigningKey       a `whsec_` signing key that is not base64 (not retriable)
+ │    ├── CallbackFailed          the receiver answered other than 2xx (3xx included); carries the status
+ │    │    ├── CallbackGone       410: the receiver asks us to stop (not retriable; disables the instance)
+ │    │    └── CallbackThrottled  429, 502, 503, 504; carries the Retry-After delay, if any
+ │    ├── CallbackUnreachable     no answer: connection refused or reset, DNS, TLS
+ │    │    └── CallbackTimeout    no answer in time; also a TimeoutError
+ │    └── CallbackSkipped         not attempted: the host's circuit is open, or it is too slow for its backlog
+ ├── api.RequestProblem           an API request answered with an error status and its problems
+ └── sim.SimulatorError           the Dynamics simulator's own (`gateway/sim/_errors.py`)
+      ├── ServiceError            an OData error answer
+      │    ├── FilterError        a $filter the simulator cannot read
+      │    └── Throttled          service protection; carries Retry-After
+      ├── Unauthenticated         a request without a valid bearer token
+      └── OAuthError              the token endpoint's error answer
 """
 
 from __future__ import annotations
@@ -149,8 +170,33 @@ class TaskCrashed(GatewayError):
         super().__init__(message)
 
 
+class EventDecodeError(GatewayError):
+    """A record on an event topic that is not a change event of ours. `field` names the attribute at
+    fault (`data.instanceId`), None when the record is not even JSON."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
 class DeliveryError(GatewayError):
+    """A failed attempt. Its class says what follows, for the handler to read instead of the type:
+
+    `outcome` labels the attempt in the metrics and the delivery history; `status` is the receiver's
+    answer and `retry_after` the wait it asked for, when it gave them; a retriable error may be tried
+    again in memory unless `retries_inline` is off; one that is not retriable is dead-lettered for
+    `dead_letter_reason`, and `disables_instance` also stops the instance's deliveries until a PATCH;
+    an error that is not `attempted` is flow control: parked without counting as an attempt.
+    """
+
     retriable = True
+    outcome = "unreachable"
+    dead_letter_reason = "callback-refused"
+    disables_instance = False
+    retries_inline = True
+    attempted = True
+    status: int | None = None
+    retry_after: float | None = None
 
 
 class CallbackRefused(DeliveryError):
@@ -160,6 +206,7 @@ class CallbackRefused(DeliveryError):
     """
 
     retriable = False
+    outcome = "refused"
 
     def __init__(self, message: str, *, host: str, address: str | None = None) -> None:
         self.host = host
@@ -174,6 +221,8 @@ class InvalidSigningKey(DeliveryError):
 class CallbackFailed(DeliveryError):
     """The receiver answered with a status other than 2xx. Carries the host, never the URL."""
 
+    outcome = "failed"
+
     def __init__(self, message: str, *, host: str, status: int) -> None:
         self.host = host
         self.status = status
@@ -182,10 +231,15 @@ class CallbackFailed(DeliveryError):
 
 class CallbackGone(CallbackFailed):
     retriable = False
+    outcome = "gone"
+    dead_letter_reason = "endpoint-gone"
+    disables_instance = True
 
 
 class CallbackThrottled(CallbackFailed):
     """`retry_after` is the receiver's Retry-After in seconds (already clamped), or None without one."""
+
+    outcome = "throttled"
 
     def __init__(self, message: str, *, host: str, status: int, retry_after: float | None) -> None:
         self.retry_after = retry_after
@@ -199,15 +253,20 @@ class CallbackUnreachable(DeliveryError):
 
 
 class CallbackTimeout(CallbackUnreachable, TimeoutError):
-    pass
+    outcome = "timeout"
 
 
 class CallbackSkipped(DeliveryError):
     """No request was made: the host's circuit breaker is open, or the host is failing or slow and
-    already holds its whole backlog. The event is parked as if the attempt had failed."""
+    already holds its whole backlog. The event is parked as if the attempt had failed, except that a
+    full backlog is flow control, not an attempt. A skipped host is not tried again in memory."""
+
+    outcome = "skipped"
+    retries_inline = False
 
     def __init__(self, message: str, *, host: str, reason: str, retry_after: float) -> None:
         self.host = host
         self.reason = reason
         self.retry_after = retry_after
+        self.attempted = reason != "backlog"
         super().__init__(message)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import orjson
 
-from gateway.errors import GatewayError
+from gateway.errors import EventDecodeError
 
 SPEC_VERSION = "1.0"
 STRUCTURED_CONTENT_TYPE = b"application/cloudevents+json; charset=UTF-8"
@@ -23,45 +23,50 @@ Mode = Literal["structured", "binary"]
 Headers = list[tuple[str, bytes]]
 
 
-class EventDecodeError(GatewayError):
-    """A record on an event topic that is not a change event of ours."""
-
-
 @dataclass(frozen=True, slots=True)
 class ChangeEvent:
-    instance_id: str
-    instance_name: str
-    element_key: str
-    tags: Sequence[str]
-    hub: str
-    object_type: str
-    object_id: str
-    event_type: str  # CREATED, UPDATED or DELETED
-    time_ms: int  # the change's updated date at the source; for deletes, when it was seen
-    version: str  # what tells this change from others of the object: its updated date and etag, or a cursor
-    raw: Mapping[str, Any]
-    snapshot: bool = False
+    """One change event as the deliverer reads it back: the attributes it acts on, and the event as
+    read (`envelope`, the structured CloudEvent, `data` included), which the `cloudevents` body and a
+    dead letter carry unchanged. Kept, not copied: `data` is the envelope's own."""
 
-    @property
-    def id(self) -> str:
-        """Deterministic, so that re-polling the same change yields the same id."""
-        return event_id(self.instance_id, self.object_type, self.object_id, self.event_type, self.version)
+    id: str
+    instance_id: str  # data.instanceId
+    type: str  # "" when absent
+    subject: str  # "" when absent
+    time: str | None  # RFC 3339, as written; None when absent
+    data: Mapping[str, Any] = field(repr=False)
+    envelope: Mapping[str, Any] = field(repr=False)
 
-    @property
-    def key(self) -> bytes:
-        """Kafka key: the changes to one object stay in one partition, in order."""
-        return f"{self.instance_id}:{self.object_id}".encode()
-
-    @property
-    def type(self) -> str:
-        return f"{self.hub}.{self.object_type}.{self.event_type.lower()}"
-
-    def data(self) -> dict[str, Any]:
-        return EventEncoder.of(self).data(self.object_id, self.event_type, rfc3339(self.time_ms), self.raw)
-
-    def attributes(self) -> dict[str, Any]:
-        return EventEncoder.of(self).attributes(
-            self.object_id, self.event_type, rfc3339(self.time_ms), self.snapshot, self.id
+    @classmethod
+    def decode(cls, value: bytes, headers: Sequence[tuple[str, bytes]]) -> ChangeEvent:
+        """A record of either mode, its `gw-*` delivery headers left out. Raises `EventDecodeError`,
+        naming the field at fault, for a record that is not a change event of ours."""
+        envelope = _envelope(value, headers)
+        identity = envelope.get("id")
+        if not isinstance(identity, str):
+            raise EventDecodeError(
+                "record is not a change event: `id` is missing or not a string", field="id"
+            )
+        data = envelope.get("data")
+        if not isinstance(data, dict):
+            raise EventDecodeError(
+                f"event {identity!r} is not a change event: `data` is missing or not an object", field="data"
+            )
+        instance_id = data.get("instanceId")
+        if not isinstance(instance_id, str):
+            raise EventDecodeError(
+                f"event {identity!r} is not a change event: `data.instanceId` is missing or not a string",
+                field="data.instanceId",
+            )
+        moment = envelope.get("time")
+        return cls(
+            id=identity,
+            instance_id=instance_id,
+            type=str(envelope.get("type", "")),
+            subject=str(envelope.get("subject", "")),
+            time=None if moment is None else str(moment),
+            data=data,
+            envelope=envelope,
         )
 
 
@@ -78,22 +83,9 @@ def rfc3339(epoch_ms: int) -> str:
     return (_NAIVE_EPOCH + timedelta(milliseconds=epoch_ms)).isoformat(timespec="milliseconds") + "Z"
 
 
-def encode(event: ChangeEvent, mode: Mode = "structured") -> tuple[bytes, Headers]:
-    """The Kafka record value and headers of one event."""
-    _key, value, headers = EventEncoder.of(event, mode).encode(
-        object_id=event.object_id,
-        event_type=event.event_type,
-        time_ms=event.time_ms,
-        version=event.version,
-        raw=event.raw,
-        snapshot=event.snapshot,
-    )
-    return value, headers
-
-
 class EventEncoder:
     """Encodes the events of one instance x resource. What they share is worked out once, so that each
-    event costs its id, its date and one JSON serialisation; `encode(ChangeEvent(...))` uses it too."""
+    event costs its id, its date and one JSON serialisation."""
 
     __slots__ = (
         "_source",
@@ -126,18 +118,6 @@ class EventEncoder:
         self._source = f"/instances/{instance_id}"
         self._type_prefix = f"{hub}.{object_type}."
 
-    @classmethod
-    def of(cls, event: ChangeEvent, mode: Mode = "structured") -> EventEncoder:
-        return cls(
-            instance_id=event.instance_id,
-            instance_name=event.instance_name,
-            element_key=event.element_key,
-            tags=event.tags,
-            hub=event.hub,
-            object_type=event.object_type,
-            mode=mode,
-        )
-
     def encode(
         self,
         *,
@@ -151,7 +131,7 @@ class EventEncoder:
         changed: Sequence[str] | None = None,
         previous: Mapping[str, Any] | None = None,
     ) -> tuple[bytes, bytes, Headers]:
-        """The Kafka key, value and headers of one event: what `encode` gives for the same ChangeEvent.
+        """The Kafka key, value and headers of one event, which `ChangeEvent.decode` reads back.
 
         `changed` (an UPDATED event's columns that differ from the row's last published state, None
         when that state is unknown) and `previous` (their values before) go into `data` as
@@ -209,8 +189,8 @@ def _header_value(value: Any) -> bytes:
     return (str(value).lower() if isinstance(value, bool) else str(value)).encode()
 
 
-def decode(value: bytes, headers: Sequence[tuple[str, bytes]]) -> dict[str, Any]:
-    """A record of either mode back to one structured CloudEvent dict."""
+def _envelope(value: bytes, headers: Sequence[tuple[str, bytes]]) -> dict[str, Any]:
+    """A record of either mode as one structured CloudEvent."""
     try:
         header_map = {name: raw.decode() for name, raw in headers}
         if "ce_specversion" in header_map:
@@ -227,5 +207,7 @@ def decode(value: bytes, headers: Sequence[tuple[str, bytes]]) -> dict[str, Any]
     except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
         raise EventDecodeError(f"record is not JSON: {exc}") from exc
     if not isinstance(envelope, dict) or envelope.get("specversion") != SPEC_VERSION:
-        raise EventDecodeError("record is not a CloudEvents 1.0 structured event")
+        raise EventDecodeError(
+            "record is not a CloudEvents 1.0 structured event: no `specversion` of 1.0", field="specversion"
+        )
     return envelope

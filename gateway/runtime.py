@@ -120,6 +120,7 @@ async def start_gateway(
     """Start every component of `role`; on exit stop them in reverse order."""
     registry = registry if registry is not None else process_registry()
     topics = TopicNames(prefix=settings.topic_prefix, state_prefix=settings.state_topic_prefix)
+    delivery = settings.delivery()
     box = secret_box(settings)
     health = Health()
     kafka_metrics = KafkaMetrics(registry)
@@ -191,10 +192,10 @@ async def start_gateway(
         dead_letters: DeadLetters | None = None
         if role in ("all", "deliverer"):
             if departure is not None:  # runs once the deliverer has committed and stopped its consumer
-                stack.push_async_callback(departure.leave, delivery_topics(settings, topics).group_id)
+                stack.push_async_callback(departure.leave, delivery_topics(delivery, topics).group_id)
             deliverer = await stack.enter_async_context(
                 start_deliverer(
-                    settings,
+                    delivery,
                     topics=topics,
                     admin=admin,
                     instances=instances.get,
@@ -208,7 +209,7 @@ async def start_gateway(
         elif role == "api":
             dead_letters = await stack.enter_async_context(
                 open_dead_letters(
-                    settings, topics=topics, admin=admin, registry=registry, kafka_metrics=kafka_metrics
+                    delivery, topics=topics, admin=admin, registry=registry, kafka_metrics=kafka_metrics
                 )
             )
 
@@ -229,7 +230,7 @@ async def start_gateway(
                 dead_letters=dead_letters,
                 delivery_history=DeliveryHistory(
                     bootstrap_servers=bootstrap,
-                    topic=delivery_topics(settings, topics).deliveries,
+                    topic=delivery_topics(delivery, topics).deliveries,
                     partitions=settings.delivery_topic_partitions,
                 ),
                 event_tail=EventTail(

@@ -6,6 +6,7 @@ import ipaddress
 import math
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,7 +16,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from gateway.errors import Problem, SettingsError
+from gateway.errors import ConfigError, Problem, SettingsError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -206,6 +207,30 @@ class Settings(BaseSettings):
         ),
     )
 
+    def delivery(self) -> DeliverySettings:
+        """The part of the settings the deliverer (`gateway.delivery`) reads."""
+        return DeliverySettings(
+            kafka_bootstrap_servers=self.kafka_bootstrap_servers,
+            group_instance_id=self.group_instance_id,
+            topic_partitions=self.delivery_topic_partitions,
+            metadata_max_age_ms=self.delivery_metadata_max_age_ms,
+            callback_allowed_networks=tuple(self.callback_allowed_networks),
+            timeout_seconds=self.delivery_timeout_seconds,
+            concurrency=self.delivery_concurrency,
+            host_concurrency=self.delivery_host_concurrency,
+            host_backlog=self.delivery_host_backlog,
+            max_pending=self.delivery_max_pending,
+            retry_schedule=tuple(self.retry_schedule),
+            inline_retry_max_seconds=self.delivery_inline_retry_max_seconds,
+            retry_after_max_seconds=self.delivery_retry_after_max_seconds,
+            breaker_failures=self.delivery_breaker_failures,
+            breaker_cooldown_seconds=self.delivery_breaker_cooldown_seconds,
+            history_retention_hours=self.delivery_history_retention_hours,
+            signature_rotation_grace_seconds=self.signature_rotation_grace_seconds,
+            shutdown_timeout_seconds=self.shutdown_timeout_seconds,
+            metrics_per_instance=self.metrics_per_instance,
+        )
+
     @field_validator("retry_schedule", "secret_key_previous", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -283,7 +308,33 @@ class Settings(BaseSettings):
         return value
 
 
-class _Conflict(ValueError):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliverySettings:
+    """What the deliverer reads of the settings; each field is the `Settings` one of the same name,
+    with `delivery_` dropped where it had it."""
+
+    kafka_bootstrap_servers: str
+    group_instance_id: str | None
+    topic_partitions: int
+    metadata_max_age_ms: int
+    callback_allowed_networks: tuple[IPNetwork, ...]
+    timeout_seconds: float
+    concurrency: int
+    host_concurrency: int
+    host_backlog: int
+    max_pending: int
+    retry_schedule: tuple[float, ...]
+    inline_retry_max_seconds: float
+    retry_after_max_seconds: float
+    breaker_failures: int
+    breaker_cooldown_seconds: float
+    history_retention_hours: float
+    signature_rotation_grace_seconds: float
+    shutdown_timeout_seconds: float
+    metrics_per_instance: bool
+
+
+class _Conflict(ConfigError, ValueError):
     """Settings that do not fit together, raised by a model validator. Pydantic locates its errors
     nowhere (an empty `loc`), so the error names the variable to report: the one to change."""
 

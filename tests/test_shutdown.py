@@ -25,9 +25,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from gateway import cli, runtime
-from gateway.events import decode
 from gateway.settings import Settings
 from gateway.sim import DEMO_USERS, Simulator
+from tests._events import decode
 from tests.conftest import wait_for
 from tests.delivery._support import receiving
 from tests.polling._processes import (

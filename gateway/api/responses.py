@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.errors import InstanceValidationError, Problem
+from gateway.errors import GatewayError, InstanceValidationError, Problem
 
 
 def json_response(payload: Any, *, status: int = 200) -> web.Response:
@@ -27,7 +27,7 @@ def problem_response(status: int, path: str, message: str) -> web.Response:
     return problems_response(status, [Problem(path, message)])
 
 
-class RequestProblem(Exception):
+class RequestProblem(GatewayError):
     """Raised by handlers to answer with an error; `problems_middleware` renders it."""
 
     def __init__(self, status: int, problems: Iterable[Problem]) -> None:

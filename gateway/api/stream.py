@@ -14,8 +14,8 @@ from aiokafka import AIOKafkaConsumer
 
 from gateway.api.instances import stored_body
 from gateway.api.responses import RequestProblem
-from gateway.errors import Problem
-from gateway.events import EventDecodeError, decode
+from gateway.errors import EventDecodeError, Problem
+from gateway.events import ChangeEvent
 from gateway.instances import validate_instance
 from gateway.kafka.topics import TopicAdmin, TopicNames
 
@@ -125,16 +125,14 @@ async def _forward(
 def _shown(value: bytes, headers: Any, resource: str) -> dict[str, Any] | None:
     """What a stream shows of an event: who changed how and when, not the record's fields."""
     try:
-        event = decode(value, headers)
+        event = ChangeEvent.decode(value, headers)
     except EventDecodeError:
         return None
-    data = event.get("data")
-    if not isinstance(data, dict):
-        return None
+    data = event.data
     return {
-        "id": event.get("id"),
-        "time": event.get("time"),
-        "type": event.get("type"),
+        "id": event.id,
+        "time": event.time,
+        "type": event.type,
         "resource": resource,
         "eventType": data.get("eventType"),
         "objectType": data.get("objectType"),

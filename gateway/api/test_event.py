@@ -10,14 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import orjson
 from aiohttp import ChainMapProxy, web
 
 from gateway.api.instances import stored_body
 from gateway.api.responses import RequestProblem, json_response
 from gateway.delivery.attempt import build_request, send
-from gateway.errors import CallbackFailed, DeliveryError, Problem
-from gateway.events import EventEncoder
+from gateway.errors import DeliveryError, Problem
+from gateway.events import ChangeEvent, EventEncoder
 from gateway.instances import validate_instance
 
 TEST_OBJECT_TYPE = "eventGatewayTest"
@@ -38,7 +37,7 @@ class TestEventSender:
 TEST_EVENTS = web.AppKey("test_events", TestEventSender)
 
 
-def _test_event(instance_id: str, name: str, element_key: str, tags: tuple[str, ...]) -> dict[str, Any]:
+def _test_event(instance_id: str, name: str, element_key: str, tags: tuple[str, ...]) -> ChangeEvent:
     encoder = EventEncoder(
         instance_id=instance_id,
         instance_name=name,
@@ -48,15 +47,14 @@ def _test_event(instance_id: str, name: str, element_key: str, tags: tuple[str, 
         object_type=TEST_OBJECT_TYPE,
     )
     object_id = f"test-{uuid.uuid4()}"
-    _key, value, _headers = encoder.encode(
+    _key, value, headers = encoder.encode(
         object_id=object_id,
         event_type="CREATED",
         time_ms=int(time.time() * 1000),
         version=object_id,
         raw={"test": True, "message": "A test notification from event-gateway; no record changed."},
     )
-    event: dict[str, Any] = orjson.loads(value)
-    return event
+    return ChangeEvent.decode(value, headers)
 
 
 async def send_test_event(app: web.Application | ChainMapProxy, instance_id: str) -> dict[str, Any]:
@@ -70,15 +68,13 @@ async def send_test_event(app: web.Application | ChainMapProxy, instance_id: str
     event = _test_event(instance.id, instance.name, instance.element_key, instance.tags)
     request = build_request(event, notification, now=time.time(), rotation_grace=sender.rotation_grace)
     started = time.perf_counter()
-    answer: dict[str, Any] = {"webhookId": event["id"], "host": request.host}
+    answer: dict[str, Any] = {"webhookId": event.id, "host": request.host}
     try:
         status = await send(
             sender.session, request, time_limit=sender.time_limit, retry_after_max=sender.retry_after_max
         )
     except DeliveryError as failed:
-        answer.update(delivered=False, status=getattr(failed, "status", None), error=str(failed))
-        if not isinstance(failed, CallbackFailed):
-            answer["status"] = None
+        answer.update(delivered=False, status=failed.status, error=str(failed))
     else:
         answer.update(delivered=True, status=status, error=None)
     answer["durationMs"] = round((time.perf_counter() - started) * 1000)

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 import aiohttp
 from yarl import URL
@@ -31,6 +30,7 @@ from gateway.errors import (
     CallbackTimeout,
     CallbackUnreachable,
 )
+from gateway.events import ChangeEvent
 from gateway.instances.model import Notification
 from gateway.settings import IPNetwork
 
@@ -68,7 +68,7 @@ class WebhookRequest:
 
 
 def build_request(
-    event: Mapping[str, Any], notification: Notification, *, now: float, rotation_grace: float
+    event: ChangeEvent, notification: Notification, *, now: float, rotation_grace: float
 ) -> WebhookRequest:
     """The request of one attempt. `webhook-id` is the event's id, so every attempt of the same
     event, and every redelivery after a crash, carries the same one; the timestamp is the attempt's.
@@ -86,7 +86,7 @@ def build_request(
         credentials = f"{notification.basic_username}:{notification.basic_password}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
     keys = signing_keys(notification, now=now, grace_seconds=rotation_grace)
-    headers.update(sign_headers(keys=keys, msg_id=str(event["id"]), timestamp=int(now), body=body))
+    headers.update(sign_headers(keys=keys, msg_id=event.id, timestamp=int(now), body=body))
     return WebhookRequest(url=url, host=callback_host(url), body=body, headers=headers)
 
 

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 import orjson
 
-from gateway.events import EventDecodeError
+from gateway.errors import EventDecodeError
+from gateway.events import ChangeEvent
 
 BodyFormat = Literal["elements", "cloudevents"]
 
@@ -15,26 +16,26 @@ _EVENT_ITEM_FIELDS = ("eventType", "objectId", "objectType", "elementKey", "date
 _CHANGE_FIELDS = ("changedAttributes", "previous")  # only on UPDATED events of a known row
 
 
-def render_body(event: Mapping[str, Any], fmt: BodyFormat) -> bytes:
+def render_body(event: ChangeEvent, fmt: BodyFormat) -> bytes:
     """The request body of one event: Cloud Elements' notification (`elements`, the default of
     migrated instances) or the structured CloudEvent unchanged (`cloudevents`).
 
     Raises `EventDecodeError` when the event lacks a field the `elements` shape needs.
     """
     if fmt == "cloudevents":
-        return orjson.dumps(dict(event))
+        return orjson.dumps(event.envelope)
     return orjson.dumps({"message": _elements_message(event)})
 
 
-def _elements_message(event: Mapping[str, Any]) -> dict[str, Any]:
+def _elements_message(event: ChangeEvent) -> dict[str, Any]:
     """One event per notification. Cloud Elements batched up to 10, but one per request lets each
     event be signed, retried and acknowledged on its own, and its id be the request's id; receivers
     written for Cloud Elements already loop over `events`, so a batch of one reads the same."""
+    data = event.data
     try:
-        data = event["data"]
         return {
-            "eventId": event["id"],
-            "instanceId": data["instanceId"],
+            "eventId": event.id,
+            "instanceId": event.instance_id,
             "instanceName": data["instanceName"],
             "instanceTags": data["tags"],
             "elementKey": data["elementKey"],
@@ -43,7 +44,7 @@ def _elements_message(event: Mapping[str, Any]) -> dict[str, Any]:
         }
     except (KeyError, TypeError) as exc:
         raise EventDecodeError(
-            f"event {event.get('id')!r} cannot be rendered as a Cloud Elements notification: "
+            f"event {event.id!r} cannot be rendered as a Cloud Elements notification: "
             f"{type(exc).__name__} {exc}"
         ) from exc
 

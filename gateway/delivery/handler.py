@@ -11,10 +11,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import aiohttp
 from aiokafka import TopicPartition
@@ -28,17 +28,8 @@ from gateway.delivery.host_slots import HostSlots
 from gateway.delivery.outputs import Output
 from gateway.delivery.retry import AttemptRecord, Origin, Parked, RetryPolicy, event_headers, read_parked
 from gateway.delivery.topic_names import DeliveryTopics
-from gateway.errors import (
-    CallbackFailed,
-    CallbackGone,
-    CallbackRefused,
-    CallbackSkipped,
-    CallbackThrottled,
-    CallbackTimeout,
-    DeliveryError,
-    InvalidSigningKey,
-)
-from gateway.events import EventDecodeError, decode
+from gateway.errors import CallbackGone, CallbackRefused, DeliveryError, EventDecodeError, InvalidSigningKey
+from gateway.events import ChangeEvent
 from gateway.instances.model import Instance, Notification
 from gateway.metrics import DeliveryMetrics
 
@@ -64,9 +55,7 @@ class _Delivery:
     """One event being delivered, as read from an event topic or a retry tier."""
 
     record: ConsumedRecord = field(repr=False)
-    event: Mapping[str, Any] = field(repr=False)
-    event_id: str
-    instance_id: str
+    event: ChangeEvent
     origin: Origin
     parked: Parked | None
     subscription_id: str | None = None  # None: the instance's own callback
@@ -92,8 +81,8 @@ def _targets(instance: Instance, delivery: _Delivery) -> list[_Target]:
         target = _target(instance, delivery.parked.subscription_id)
         return [] if target is None else [target]
     targets = [_Target(None, own)] if own.enabled and own.callback_url else []
-    data = delivery.event.get("data")
-    if instance.subscriptions and isinstance(data, Mapping):
+    data = delivery.event.data
+    if instance.subscriptions:
         object_type, event_type = str(data.get("objectType")), str(data.get("eventType"))
         changed = data.get("changedAttributes")
         targets.extend(
@@ -143,32 +132,8 @@ class _Timing:
         self.ms = int(seconds * 1000)
 
 
-def _instance_id(event: Mapping[str, Any]) -> str:
-    data = event.get("data")
-    instance_id = data.get("instanceId") if isinstance(data, dict) else None
-    if not isinstance(instance_id, str) or not isinstance(event.get("id"), str):
-        raise EventDecodeError("event has no id or no data.instanceId")
-    return instance_id
-
-
 def _status_class(status: int | None) -> str:
     return "none" if status is None else f"{status // 100}xx"
-
-
-def _outcome(exc: DeliveryError) -> tuple[str, int | None]:
-    if isinstance(exc, CallbackGone):
-        return "gone", exc.status
-    if isinstance(exc, CallbackThrottled):
-        return "throttled", exc.status
-    if isinstance(exc, CallbackFailed):
-        return "failed", exc.status
-    if isinstance(exc, CallbackTimeout):
-        return "timeout", None
-    if isinstance(exc, CallbackRefused):
-        return "refused", None
-    if isinstance(exc, CallbackSkipped):
-        return "skipped", None
-    return "unreachable", None
 
 
 class RecordHandler:
@@ -207,7 +172,7 @@ class RecordHandler:
         delivery = self._read(record)
         if delivery is None:
             return ()
-        instance = await self._instance(delivery.instance_id)
+        instance = await self._instance(delivery.event.instance_id)
         if instance is None:
             self._drop("instance-deleted", delivery)
             return ()
@@ -233,7 +198,7 @@ class RecordHandler:
         record = delivery.record
         delivery = replace(delivery, subscription_id=target.subscription_id)
         notification = target.notification
-        state_key = target.state_key(delivery.instance_id)
+        state_key = target.state_key(delivery.event.instance_id)
         outputs: list[Output] = []
         revision = self._disabled.revision(instance)
         status = self._disabled.status(state_key, revision)
@@ -273,7 +238,7 @@ class RecordHandler:
                         raise asyncio.CancelledError from exc
                     await asyncio.sleep(step)
                     # The instance or subscription may have changed or gone meanwhile.
-                    current = self._instances(delivery.instance_id)
+                    current = self._instances(delivery.event.instance_id)
                     current_target = None if current is None else _target(current, target.subscription_id)
                     if current_target is None:
                         self._drop("instance-deleted" if current is None else "notifications-off", delivery)
@@ -291,25 +256,28 @@ class RecordHandler:
     ) -> float | tuple[Output, ...]:
         """What follows a failed attempt: seconds to wait before trying again in memory, or the
         records that finish the event (parked, dead-lettered, its instance disabled)."""
-        if isinstance(exc, CallbackSkipped) and exc.reason == "backlog":
+        if not exc.attempted:
             # Flow control, not an attempt: the host is slow and its backlog is full.
-            tier = self._policy.tier_for(exc.retry_after)
-            return self._park(delivery, attempt.number - 1, history, exc.retry_after, tier)
-        outcome, code = _outcome(exc)
-        self._count(outcome, code, delivery)
+            delay = exc.retry_after or 0.0
+            return self._park(delivery, attempt.number - 1, history, delay, self._policy.tier_for(delay))
+        self._count(exc.outcome, exc.status, delivery)
         history.append(
-            AttemptRecord(attempt.number, int(attempt.at * 1000), outcome, code, str(exc), attempt.ms)
+            AttemptRecord(
+                attempt.number, int(attempt.at * 1000), exc.outcome, exc.status, str(exc), attempt.ms
+            )
         )
-        if isinstance(exc, CallbackGone):
+        if exc.disables_instance:
             at_ms = int(attempt.at * 1000)
             marker = self._disabled.disable(attempt.state_key, attempt.revision, status=410, at_ms=at_ms)
-            return (marker, *self._dead_letter(delivery, "endpoint-gone", str(exc), attempt.number, history))
+            return (
+                marker,
+                *self._dead_letter(delivery, exc.dead_letter_reason, str(exc), attempt.number, history),
+            )
         if not exc.retriable:
-            return self._dead_letter(delivery, "callback-refused", str(exc), attempt.number, history)
-        retry_after = exc.retry_after if isinstance(exc, CallbackThrottled | CallbackSkipped) else None
-        may_wait = not isinstance(exc, CallbackSkipped) and not self._host_slots.is_open(attempt.host)
+            return self._dead_letter(delivery, exc.dead_letter_reason, str(exc), attempt.number, history)
+        may_wait = exc.retries_inline and not self._host_slots.is_open(attempt.host)
         retry = self._policy.next(
-            attempt.number, retry_after=retry_after, may_wait_inline=may_wait, rng=self._rng
+            attempt.number, retry_after=exc.retry_after, may_wait_inline=may_wait, rng=self._rng
         )
         if retry is None:
             detail = f"no success after {attempt.number} attempts; the last: {exc}"
@@ -337,7 +305,7 @@ class RecordHandler:
                 raise
             except DeliveryError as exc:
                 self._host_slots.failed(host)
-                timing.took(started, getattr(exc, "status", None), self._metrics)
+                timing.took(started, exc.status, self._metrics)
                 raise
             self._host_slots.succeeded(host)
             timing.took(started, status, self._metrics)
@@ -347,8 +315,7 @@ class RecordHandler:
         tier = self._topics.tier_of(record.topic)
         try:
             parked = None if tier is None else read_parked(record.headers)
-            event = decode(record.value or b"", event_headers(record.headers))
-            instance_id = _instance_id(event)
+            event = ChangeEvent.decode(record.value or b"", event_headers(record.headers))
         except EventDecodeError as exc:
             self._metrics.dropped.labels("undecodable").inc()
             logger.warning(
@@ -360,7 +327,7 @@ class RecordHandler:
             )
             return None
         origin = parked.origin if parked else Origin(record.topic, record.partition, record.offset)
-        return _Delivery(record, event, str(event["id"]), instance_id, origin, parked)
+        return _Delivery(record, event, origin, parked)
 
     async def _instance(self, instance_id: str) -> Instance | None:
         """The instance, waiting a little for one this replica has not read yet: an event can reach
@@ -381,18 +348,22 @@ class RecordHandler:
     def _drop(self, reason: str, delivery: _Delivery) -> None:
         self._metrics.dropped.labels(reason).inc()
         logger.debug(
-            "dropped (%s)", reason, extra={"instance_id": delivery.instance_id, "event_id": delivery.event_id}
+            "dropped (%s)",
+            reason,
+            extra={"instance_id": delivery.event.instance_id, "event_id": delivery.event.id},
         )
 
     def _count(self, outcome: str, status: int | None, delivery: _Delivery) -> None:
         self._metrics.attempts.labels(outcome, _status_class(status)).inc()
         if self._metrics.instance_attempts is not None:
-            self._metrics.instance_attempts.labels(delivery.instance_id, outcome).inc()
+            self._metrics.instance_attempts.labels(delivery.event.instance_id, outcome).inc()
 
-    def _observe_end_to_end(self, event: Mapping[str, Any]) -> None:
+    def _observe_end_to_end(self, event: ChangeEvent) -> None:
+        if event.time is None:
+            return
         try:
-            changed = datetime.fromisoformat(str(event["time"])).timestamp()
-        except (KeyError, ValueError):
+            changed = datetime.fromisoformat(event.time).timestamp()
+        except ValueError:
             return
         self._metrics.end_to_end.observe(max(self._clock() - changed, 0.0))
 
@@ -407,7 +378,7 @@ class RecordHandler:
             "parked for %.1f s: %s",
             delay,
             history[-1].error if history else "",
-            extra={"instance_id": delivery.instance_id, "event_id": delivery.event_id},
+            extra={"instance_id": delivery.event.instance_id, "event_id": delivery.event.id},
         )
         retry = Output(
             topic=self._topics.retry(tier),
@@ -422,8 +393,8 @@ class RecordHandler:
     ) -> tuple[Output, ...]:
         key = delivery.record.key
         letter = DeadLetter(
-            instance_id=delivery.instance_id,
-            event_id=delivery.event_id,
+            instance_id=delivery.event.instance_id,
+            event_id=delivery.event.id,
             reason=reason,
             detail=detail,
             attempts=attempts,
@@ -431,7 +402,7 @@ class RecordHandler:
             origin=delivery.origin,
             record_key=None if key is None else key.decode("utf-8", "replace"),
             history=tuple(history),
-            event=delivery.event,
+            event=delivery.event.envelope,
             subscription_id=delivery.subscription_id,
         )
         self._metrics.dead_letters.labels(reason).inc()
@@ -440,7 +411,7 @@ class RecordHandler:
             reason,
             attempts,
             detail,
-            extra={"instance_id": delivery.instance_id, "event_id": delivery.event_id},
+            extra={"instance_id": delivery.event.instance_id, "event_id": delivery.event.id},
         )
         letter_output = letter.output(self._topics.dead_letters, self._config.dead_letter_partitions)
         return (letter_output, *self._history(delivery, "failed", attempts, history, None))
@@ -458,14 +429,14 @@ class RecordHandler:
             return ()
         event = delivery.event
         record = DeliveryRecord(
-            instance_id=delivery.instance_id,
-            event_id=delivery.event_id,
+            instance_id=delivery.event.instance_id,
+            event_id=delivery.event.id,
             status=status,
             at_ms=int(self._clock() * 1000),
             attempts=attempts,
             next_retry_ms=next_retry_ms,
-            event_type=str(event.get("type", "")),
-            subject=str(event.get("subject", "")),
+            event_type=event.type,
+            subject=event.subject,
             history=tuple(history),
             subscription_id=delivery.subscription_id,
         )

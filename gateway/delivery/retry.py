@@ -15,7 +15,8 @@ from typing import Any
 
 import orjson
 
-from gateway.events import EventDecodeError, rfc3339
+from gateway.errors import EventDecodeError
+from gateway.events import rfc3339
 
 Headers = Sequence[tuple[str, bytes]]
 

@@ -51,7 +51,7 @@ from gateway.delivery.topic_names import DeliveryTopics
 from gateway.errors import PublishError
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.metrics import DeliveryMetrics, KafkaMetrics
-from gateway.settings import Settings
+from gateway.settings import DeliverySettings
 from gateway.tasks import VitalTask, Watchdog
 
 logger = logging.getLogger(__name__)
@@ -63,16 +63,16 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-def retry_policy(settings: Settings) -> RetryPolicy:
+def retry_policy(settings: DeliverySettings) -> RetryPolicy:
     return RetryPolicy(
-        schedule=tuple(settings.retry_schedule),
-        inline_max=settings.delivery_inline_retry_max_seconds,
-        retry_after_max=settings.delivery_retry_after_max_seconds,
-        breaker_cooldown=settings.delivery_breaker_cooldown_seconds,
+        schedule=settings.retry_schedule,
+        inline_max=settings.inline_retry_max_seconds,
+        retry_after_max=settings.retry_after_max_seconds,
+        breaker_cooldown=settings.breaker_cooldown_seconds,
     )
 
 
-def delivery_topics(settings: Settings, topics: TopicNames) -> DeliveryTopics:
+def delivery_topics(settings: DeliverySettings, topics: TopicNames) -> DeliveryTopics:
     return DeliveryTopics.build(
         topic_prefix=topics.prefix, state_prefix=topics.state_prefix, tiers=retry_policy(settings).tiers
     )
@@ -95,7 +95,7 @@ class Deliverer:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: DeliverySettings,
         *,
         layout: DeliveryTopics,
         instances: InstanceLookup,
@@ -131,7 +131,7 @@ class Deliverer:
         """How long deliveries in flight may take to finish on exit: a request's timeout, but at most
         half the shutdown bound, which leaves the other half to commit and close."""
         settings = self._settings
-        return min(settings.delivery_timeout_seconds, settings.shutdown_timeout_seconds / 2)
+        return min(settings.timeout_seconds, settings.shutdown_timeout_seconds / 2)
 
     @property
     def last_commit_grace(self) -> float:
@@ -160,7 +160,7 @@ class Deliverer:
     async def _start(self, stack: AsyncExitStack) -> None:
         settings, layout = self._settings, self._layout
         bootstrap = settings.kafka_bootstrap_servers
-        partitions = settings.delivery_topic_partitions
+        partitions = settings.topic_partitions
         disabled = await stack.enter_async_context(
             DisabledInstances(
                 bootstrap_servers=bootstrap,
@@ -172,7 +172,7 @@ class Deliverer:
             )
         )
         session = await stack.enter_async_context(
-            webhook_session(allowed=settings.callback_allowed_networks, limit=settings.delivery_concurrency)
+            webhook_session(allowed=settings.callback_allowed_networks, limit=settings.concurrency)
         )
         # Entered before the consumer, so left after it: the last commit needs them.
         writers = await stack.enter_async_context(
@@ -196,7 +196,7 @@ class Deliverer:
             enable_auto_commit=False,
             isolation_level="read_committed",
             auto_offset_reset="earliest",
-            metadata_max_age_ms=settings.delivery_metadata_max_age_ms,
+            metadata_max_age_ms=settings.metadata_max_age_ms,
             # Static membership (GATEWAY_GROUP_INSTANCE_ID): a restarted replica gets its partitions
             # back at once instead of after a rebalance; the id is per group, so the poller's is fine.
             group_instance_id=settings.group_instance_id,
@@ -209,12 +209,12 @@ class Deliverer:
         windows = Windows()
         self._committer = Committer(writers=writers, windows=windows, group_id=layout.group_id)
         host_slots = HostSlots(
-            concurrency=settings.delivery_concurrency,
-            host_concurrency=settings.delivery_host_concurrency,
-            backlog=settings.delivery_host_backlog,
-            failures=settings.delivery_breaker_failures,
-            cooldown=settings.delivery_breaker_cooldown_seconds,
-            slow_after=min(settings.delivery_timeout_seconds / 10, 0.5),
+            concurrency=settings.concurrency,
+            host_concurrency=settings.host_concurrency,
+            backlog=settings.host_backlog,
+            failures=settings.breaker_failures,
+            cooldown=settings.breaker_cooldown_seconds,
+            slow_after=min(settings.timeout_seconds / 10, 0.5),
             metrics=self._metrics,
         )
         handler = RecordHandler(
@@ -226,11 +226,11 @@ class Deliverer:
             disabled=disabled,
             metrics=self._metrics,
             config=HandlerConfig(
-                timeout=settings.delivery_timeout_seconds,
-                retry_after_max=settings.delivery_retry_after_max_seconds,
+                timeout=settings.timeout_seconds,
+                retry_after_max=settings.retry_after_max_seconds,
                 rotation_grace=settings.signature_rotation_grace_seconds,
                 dead_letter_partitions=partitions,
-                history=settings.delivery_history_retention_hours > 0,
+                history=settings.history_retention_hours > 0,
                 unknown_instance_grace=self._unknown_instance_grace,
             ),
         )
@@ -243,8 +243,8 @@ class Deliverer:
             topics=layout,
             policy=policy,
             metrics=self._metrics,
-            max_pending=settings.delivery_max_pending,
-            revoke_grace=settings.delivery_timeout_seconds + 1.0,
+            max_pending=settings.max_pending,
+            revoke_grace=settings.timeout_seconds + 1.0,
             relieve=host_slots.relieve,
             sending=host_slots.sending,
         )
@@ -283,7 +283,7 @@ class Deliverer:
 
 @asynccontextmanager
 async def start_deliverer(
-    settings: Settings,
+    settings: DeliverySettings,
     *,
     topics: TopicNames,
     admin: TopicAdmin,
@@ -306,8 +306,8 @@ async def start_deliverer(
     await ensure_delivery_topics(
         admin,
         layout,
-        settings.delivery_topic_partitions,
-        history_retention_hours=settings.delivery_history_retention_hours,
+        settings.topic_partitions,
+        history_retention_hours=settings.history_retention_hours,
     )
     metrics = DeliveryMetrics(registry, per_instance=settings.metrics_per_instance)
     async with Deliverer(
@@ -325,7 +325,7 @@ async def start_deliverer(
 
 @asynccontextmanager
 async def open_dead_letters(
-    settings: Settings,
+    settings: DeliverySettings,
     *,
     topics: TopicNames,
     admin: TopicAdmin,
@@ -338,14 +338,14 @@ async def open_dead_letters(
     await ensure_delivery_topics(
         admin,
         layout,
-        settings.delivery_topic_partitions,
-        history_retention_hours=settings.delivery_history_retention_hours,
+        settings.topic_partitions,
+        history_retention_hours=settings.history_retention_hours,
     )
     metrics = DeliveryMetrics(registry, per_instance=settings.metrics_per_instance)
     async with DeadLetters(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         topics=layout,
-        partitions=settings.delivery_topic_partitions,
+        partitions=settings.topic_partitions,
         metrics=metrics,
         kafka_metrics=kafka_metrics,
     ) as dead_letters:

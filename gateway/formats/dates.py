@@ -15,7 +15,7 @@ from enum import Enum, IntEnum
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, SourceResponseError
 
 __all__ = ["DateFormat", "DateFormatError", "DateValueError", "compile_date_format", "parse_zone"]
 
@@ -29,7 +29,7 @@ class DateFormatError(ConfigError, ValueError):
         super().__init__(message)
 
 
-class DateValueError(ValueError):
+class DateValueError(SourceResponseError, ValueError):
     """A value does not match its date format, or names a moment outside the representable range."""
 
     def __init__(self, message: str, *, value: object, spec: str) -> None:

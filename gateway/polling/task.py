@@ -527,7 +527,7 @@ class ResourcePoller:
     def _records(
         self, outgoing: list[_Outgoing], *, cursor: str | None, snapshot: bool, resync: bool
     ) -> Iterator[EventRecord]:
-        """The Kafka records of `outgoing`: what `encode` gives for each one's ChangeEvent, with its key."""
+        """The Kafka records of `outgoing`, with their keys: one `EventEncoder.encode` each."""
         encode = self._encoder.encode
         seen_ms = int(self._clock() * 1000)
         for item in outgoing:

@@ -24,7 +24,6 @@ from referencing import Registry, Resource
 from gateway.delivery.dead_letters import DeadLetter
 from gateway.delivery.history import DeliveryHistory
 from gateway.delivery.runner import Deliverer, start_deliverer
-from gateway.events import ChangeEvent, encode
 from gateway.instances import validate_instance
 from gateway.instances.model import Instance
 from gateway.kafka.compacted import read_to_end
@@ -32,6 +31,7 @@ from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.metrics import KafkaMetrics, TaskMetrics
 from gateway.settings import Settings
 from gateway.tasks import Watchdog
+from tests._events import PolledChange, encode
 from tests.conftest import ROOT, wait_for
 from tests.instances.seed_examples import seed_bodies
 
@@ -151,8 +151,8 @@ def webhook_instance(
     return validate_instance(body, instance_id=instance_id).instance
 
 
-def change(instance_id: str, n: int, *, object_type: str = "accounts") -> ChangeEvent:
-    return ChangeEvent(
+def change(instance_id: str, n: int, *, object_type: str = "accounts") -> PolledChange:
+    return PolledChange(
         instance_id=instance_id,
         instance_name=f"hooks-{instance_id}",
         element_key="dynamicscrmadfs",
@@ -172,7 +172,9 @@ async def create_topic(settings: Settings, topic: str) -> None:
         await admin.ensure(topic, partitions=settings.topic_partitions)
 
 
-async def produce(settings: Settings, events: Iterable[ChangeEvent], *, object_type: str = "accounts") -> str:
+async def produce(
+    settings: Settings, events: Iterable[PolledChange], *, object_type: str = "accounts"
+) -> str:
     """Write the events to their event topic (created first); the topic's name."""
     topic = f"{settings.topic_prefix}.crm.{object_type}"
     await create_topic(settings, topic)
@@ -202,7 +204,7 @@ async def delivering(
     async with (
         TopicAdmin(bootstrap_servers=settings.kafka_bootstrap_servers, replication_factor=1) as admin,
         start_deliverer(
-            settings,
+            settings.delivery(),
             topics=topics,
             admin=admin,
             instances=instances.get,

@@ -15,7 +15,9 @@ from referencing import Registry, Resource
 import gateway.delivery
 import gateway.events
 from gateway.delivery import render_body
-from gateway.events import ChangeEvent, EventDecodeError, Mode, decode, encode
+from gateway.errors import EventDecodeError
+from gateway.events import ChangeEvent, Mode
+from tests._events import PolledChange, encode
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 _REGISTRY: Registry[Any] = Registry().with_resources(
@@ -36,7 +38,7 @@ ELEMENTS = _validator("webhook-elements.schema.json")
 CLOUDEVENTS = _validator("webhook-cloudevents.schema.json")
 
 
-def _event(**changes: Any) -> ChangeEvent:
+def _event(**changes: Any) -> PolledChange:
     fields: dict[str, Any] = {
         "instance_id": "inst-1",
         "instance_name": "Contoso CRM",
@@ -51,12 +53,12 @@ def _event(**changes: Any) -> ChangeEvent:
         "raw": {"id": "6a8e4b3c-0000-0000-0000-000000000001", "attributes": {"name": "Contoso"}},
     }
     fields.update(changes)
-    return ChangeEvent(**fields)
+    return PolledChange(**fields)
 
 
-def _read_back(event: ChangeEvent, mode: Mode = "structured") -> dict[str, Any]:
+def _read_back(event: PolledChange, mode: Mode = "structured") -> ChangeEvent:
     """The event as the deliverer gets it: encoded to a Kafka record and decoded again."""
-    return decode(*encode(event, mode))
+    return ChangeEvent.decode(*encode(event, mode))
 
 
 def test_the_exported_members_are_exactly_the_public_names() -> None:
@@ -94,7 +96,7 @@ def test_the_elements_body_is_a_cloud_elements_notification_of_one_event() -> No
 def test_the_cloudevents_body_is_the_event_unchanged() -> None:
     read_back = _read_back(_event(snapshot=True))
     body = render_body(read_back, "cloudevents")
-    assert orjson.loads(body) == read_back
+    assert orjson.loads(body) == read_back.envelope
     CLOUDEVENTS.validate(orjson.loads(body))
 
 
@@ -109,13 +111,16 @@ def test_the_cloudevents_schema_is_the_change_event_schema() -> None:
     assert not CLOUDEVENTS.is_valid(body)
 
 
-@pytest.mark.parametrize("broken", [{"data": None}, {"data": {"eventType": "CREATED"}}, {}])
+@pytest.mark.parametrize(
+    "broken",
+    [{"data": None}, {"data": {"eventType": "CREATED"}}, {"data": {"instanceId": "inst-1"}}, {}],
+)
 def test_an_event_without_the_fields_of_a_notification_is_a_decode_error(broken: dict[str, Any]) -> None:
-    event = {**_read_back(_event()), **broken}
+    event = {**_read_back(_event()).envelope, **broken}
     if not broken:
         del event["data"]
     with pytest.raises(EventDecodeError, match=event["id"]):
-        render_body(event, "elements")
+        render_body(ChangeEvent.decode(orjson.dumps(event), []), "elements")
 
 
 _names = st.text(st.characters(codec="utf-8"))
@@ -126,7 +131,7 @@ _json = st.recursive(
     max_leaves=8,
 )
 _events = st.builds(
-    ChangeEvent,
+    PolledChange,
     instance_id=st.from_regex(r"\A[^/\n]{1,20}\Z"),
     instance_name=_names,
     element_key=_names,
@@ -143,15 +148,15 @@ _events = st.builds(
 
 
 @given(event=_events)
-def test_every_event_renders_to_valid_bodies_of_both_formats(event: ChangeEvent) -> None:
+def test_every_event_renders_to_valid_bodies_of_both_formats(event: PolledChange) -> None:
     read_back = _read_back(event)
     elements = orjson.loads(render_body(read_back, "elements"))
     ELEMENTS.validate(elements)
     assert elements["message"]["eventId"] == event.id
-    assert elements["message"]["raw"] == read_back["data"]["raw"]
+    assert elements["message"]["raw"] == read_back.data["raw"]
     cloudevents = orjson.loads(render_body(read_back, "cloudevents"))
     CLOUDEVENTS.validate(cloudevents)
-    assert cloudevents == read_back
+    assert cloudevents == read_back.envelope
 
 
 @pytest.mark.parametrize("mode", ["structured", "binary"])
@@ -177,8 +182,8 @@ def test_changed_columns_and_previous_values_reach_both_bodies_and_resync_surviv
         changed=["name"],
         previous={"name": "Old"},
     )
-    event = decode(value, headers)
-    assert event["resync"] is True
+    event = ChangeEvent.decode(value, headers)
+    assert event.envelope["resync"] is True
     elements = orjson.loads(render_body(event, "elements"))
     ELEMENTS.validate(elements)
     (item,) = elements["message"]["events"]

@@ -46,7 +46,9 @@ async def test_a_deliverer_resumed_after_its_session_expired_writes_no_park_and_
         # The head's first request outlives the pause: the zombie finishes it after it resumes.
         delivery_timeout_seconds=120.0,
     )
-    layout = delivery_topics(settings, TopicNames(settings.topic_prefix, settings.state_topic_prefix))
+    layout = delivery_topics(
+        settings.delivery(), TopicNames(settings.topic_prefix, settings.state_topic_prefix)
+    )
     release_head = asyncio.Event()
     head_answered = asyncio.Event()
     events = [change("parked" if n % 2 == 0 else "refused", n) for n in range(N)]

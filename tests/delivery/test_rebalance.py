@@ -18,11 +18,11 @@ from gateway.delivery.handler import HandlerConfig, RecordHandler
 from gateway.delivery.host_slots import HostSlots
 from gateway.delivery.runner import delivery_topics, ensure_delivery_topics, retry_policy
 from gateway.delivery.ssrf import GuardedConnector
-from gateway.events import encode
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.metrics import DeliveryMetrics, TaskMetrics
 from gateway.settings import Settings
 from gateway.tasks import Watchdog
+from tests._events import encode
 from tests.conftest import wait_for
 from tests.delivery._support import (
     LOOPBACK,
@@ -93,7 +93,7 @@ async def test_a_record_of_a_partition_being_handed_over_makes_no_further_attemp
         return web.Response(status=500)
 
     topics = TopicNames(prefix=settings.topic_prefix, state_prefix=settings.state_topic_prefix)
-    layout = delivery_topics(settings, topics)
+    layout = delivery_topics(settings.delivery(), topics)
     metrics = DeliveryMetrics(registry)
     async with (
         receiving(failing) as receiver,
@@ -126,7 +126,7 @@ async def test_a_record_of_a_partition_being_handed_over_makes_no_further_attemp
                     slow_after=0.5,
                     metrics=metrics,
                 ),
-                policy=retry_policy(settings),
+                policy=retry_policy(settings.delivery()),
                 topics=layout,
                 instances={"inst-1": webhook_instance("inst-1", receiver.url)}.get,
                 disabled=disabled,

@@ -30,10 +30,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from gateway.events import decode
 from gateway.runtime import RunningGateway
 from gateway.settings import Settings
 from gateway.sim import Simulator
+from tests._events import decode
 from tests.conftest import ROOT, read_committed, seed_instance, wait_for
 from tests.delivery._support import KEY, Receiver, dead_letters, delivery_settings, listening, sample
 from tests.polling._support import create, only, polls

@@ -11,7 +11,7 @@ from gateway.delivery.offsets import PartitionWindow
 from gateway.delivery.outputs import Output
 from gateway.delivery.retry import AttemptRecord, Origin, Parked, RetryPolicy, event_headers, read_parked
 from gateway.delivery.topic_names import DeliveryTopics, tier_name
-from gateway.events import EventDecodeError
+from gateway.errors import EventDecodeError
 from gateway.settings import DEFAULT_RETRY_SCHEDULE
 
 POLICY = RetryPolicy(

@@ -22,8 +22,8 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.events import decode
 from gateway.sim import Simulator
+from tests._events import decode
 from tests.conftest import ADMIN_TOKEN, ROOT, SECRET_KEY, wait_for
 
 ACCOUNTS_URL = "/api/data/v9.2/accounts"

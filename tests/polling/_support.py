@@ -11,9 +11,9 @@ import aiohttp
 import jsonschema
 from prometheus_client import CollectorRegistry
 
-from gateway.events import decode
 from gateway.settings import Settings
 from gateway.sim import Simulator
+from tests._events import decode
 from tests.conftest import read_committed, wait_for
 
 EVENT_SCHEMA = json.loads(
