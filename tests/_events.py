@@ -25,6 +25,7 @@ class PolledChange:
     version: str
     raw: Mapping[str, Any]
     snapshot: bool = False
+    changed: list[str] | None = None  # an UPDATED event's changedAttributes; None: unknown
 
     @property
     def id(self) -> str:
@@ -56,6 +57,7 @@ def encode(change: PolledChange, mode: Mode = "structured") -> tuple[bytes, Head
         version=change.version,
         raw=change.raw,
         snapshot=change.snapshot,
+        changed=change.changed,
     )
     return value, headers
 
