@@ -38,7 +38,8 @@ GatewayError
  │    │    └── CallbackThrottled  429, 502, 503, 504; carries the Retry-After delay, if any
  │    ├── CallbackUnreachable     no answer: connection refused or reset, DNS, TLS
  │    │    └── CallbackTimeout    no answer in time; also a TimeoutError
- │    └── CallbackSkipped         not attempted: the host's circuit is open, or it is too slow for its backlog
+ │    ├── CallbackSkipped         not attempted: the host's circuit is open, or it is too slow for its backlog
+ │    └── RateLimited             not attempted: the subscription's rate limit gives no turn soon enough
  ├── api.RequestProblem           an API request answered with an error status and its problems
  └── sim.SimulatorError           the Dynamics simulator's own (`gateway/sim/_errors.py`)
       ├── ServiceError            an OData error answer
@@ -269,4 +270,18 @@ class CallbackSkipped(DeliveryError):
         self.reason = reason
         self.retry_after = retry_after
         self.attempted = reason != "backlog"
+        super().__init__(message)
+
+
+class RateLimited(DeliveryError):
+    """No request was made: the target's rate limit has no turn for it within the wait a delivery may
+    hold in memory. Flow control, not an attempt: the event is parked until about its turn."""
+
+    outcome = "rate-limited"
+    retries_inline = False
+    attempted = False
+
+    def __init__(self, message: str, *, target: str, retry_after: float) -> None:
+        self.target = target
+        self.retry_after = retry_after
         super().__init__(message)

@@ -317,6 +317,13 @@ class DeliveryMetrics:
             ["reason"],
             registry=registry,
         )
+        self.deferred = Counter(
+            "gateway_delivery_deferred_total",
+            "Events parked without an attempt, by outcome (skipped: their host is slow and its backlog "
+            "full; rate-limited: their subscription's rate limit had no turn for them within a second).",
+            ["outcome"],
+            registry=registry,
+        )
         self.replays = Counter(
             "gateway_delivery_replays_total", "Dead letters sent again by a replay.", registry=registry
         )

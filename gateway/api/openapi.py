@@ -235,7 +235,8 @@ def openapi_document() -> dict[str, Any]:
                     "type": "object",
                     "description": (
                         "An endpoint beside the instance's callback: id, name, enabled, objectTypes,"
-                        " eventTypes, changedColumns and a configuration of event.notification.* keys;"
+                        " eventTypes, changedColumns, rateLimit and a configuration of"
+                        " event.notification.* keys;"
                         " see schemas/instance.schema.json#/$defs/subscription"
                     ),
                     "required": ["configuration"],

@@ -26,6 +26,7 @@ from gateway.delivery.gone import DisabledInstances
 from gateway.delivery.history import DeliveryRecord, Status
 from gateway.delivery.host_slots import HostSlots
 from gateway.delivery.outputs import Output
+from gateway.delivery.rate_limits import RateLimits
 from gateway.delivery.retry import AttemptRecord, Origin, Parked, RetryPolicy, event_headers, read_parked
 from gateway.delivery.topic_names import DeliveryTopics
 from gateway.errors import CallbackGone, CallbackRefused, DeliveryError, EventDecodeError, InvalidSigningKey
@@ -67,6 +68,7 @@ class _Target:
 
     subscription_id: str | None
     notification: Notification
+    rate_limit: float | None = None  # requests per second
 
     def state_key(self, instance_id: str) -> str:
         """The key of its 410 Gone marker: each subscription is disabled on its own."""
@@ -86,7 +88,7 @@ def _targets(instance: Instance, delivery: _Delivery) -> list[_Target]:
         object_type, event_type = str(data.get("objectType")), str(data.get("eventType"))
         changed = data.get("changedAttributes")
         targets.extend(
-            _Target(subscription.id, subscription.notification)
+            _Target(subscription.id, subscription.notification, subscription.rate_limit)
             for subscription in instance.subscriptions
             if subscription.notification.callback_url
             and subscription.wants(object_type, event_type, changed if isinstance(changed, list) else None)
@@ -96,16 +98,17 @@ def _targets(instance: Instance, delivery: _Delivery) -> list[_Target]:
 
 def _target(instance: Instance, subscription_id: str | None) -> _Target | None:
     """The target `subscription_id` names, while it is enabled and has a callback URL."""
+    rate_limit = None
     if subscription_id is None:
         notification = instance.notification
     else:
         found = next((s for s in instance.subscriptions if s.id == subscription_id and s.enabled), None)
         if found is None:
             return None
-        notification = found.notification
+        notification, rate_limit = found.notification, found.rate_limit
     if not notification.enabled or not notification.callback_url:
         return None
-    return _Target(subscription_id, notification)
+    return _Target(subscription_id, notification, rate_limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,7 @@ class RecordHandler:
         self._config = config
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
+        self._rate_limits = RateLimits()
         self._forgotten: dict[str, None] = {}
 
     async def handle(
@@ -197,7 +201,6 @@ class RecordHandler:
         """Deliver the event to one target, until it is delivered, parked or dead-lettered."""
         record = delivery.record
         delivery = replace(delivery, subscription_id=target.subscription_id)
-        notification = target.notification
         state_key = target.state_key(delivery.event.instance_id)
         outputs: list[Output] = []
         revision = self._disabled.revision(instance)
@@ -217,7 +220,7 @@ class RecordHandler:
             timing = _Timing()
             try:
                 request = build_request(
-                    delivery.event, notification, now=at, rotation_grace=self._config.rotation_grace
+                    delivery.event, target.notification, now=at, rotation_grace=self._config.rotation_grace
                 )
             except (EventDecodeError, InvalidSigningKey) as exc:
                 detail = str(exc)
@@ -226,6 +229,8 @@ class RecordHandler:
                     *self._dead_letter(delivery, "not-deliverable", detail, attempts - 1, history),
                 )
             try:
+                if target.rate_limit is not None:
+                    await self._rate_limits.wait_turn(state_key, target.rate_limit)
                 status_code = await self._attempt(request, timing)
             except DeliveryError as exc:
                 step = self._after_failure(
@@ -243,7 +248,7 @@ class RecordHandler:
                     if current_target is None:
                         self._drop("instance-deleted" if current is None else "notifications-off", delivery)
                         return tuple(outputs)
-                    notification = current_target.notification
+                    target = current_target
                     continue
                 return (*outputs, *step)
             self._count("delivered", status_code, delivery)
@@ -257,7 +262,9 @@ class RecordHandler:
         """What follows a failed attempt: seconds to wait before trying again in memory, or the
         records that finish the event (parked, dead-lettered, its instance disabled)."""
         if not exc.attempted:
-            # Flow control, not an attempt: the host is slow and its backlog is full.
+            # Flow control, not an attempt: the host is slow and its backlog is full, or the
+            # subscription is over its rate limit.
+            self._metrics.deferred.labels(exc.outcome).inc()
             delay = exc.retry_after or 0.0
             return self._park(delivery, attempt.number - 1, history, delay, self._policy.tier_for(delay))
         self._count(exc.outcome, exc.status, delivery)

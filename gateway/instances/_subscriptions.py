@@ -3,6 +3,7 @@
     "subscriptions": [{
         "id": "crm-sync", "name": "CRM sync", "enabled": true,
         "objectTypes": ["accounts"], "eventTypes": ["UPDATED"], "changedColumns": ["name"],
+        "rateLimit": 5,
         "configuration": {"event.notification.callback.url": "...", "event.notification.signature.key": "..."}
     }]
 
@@ -18,10 +19,29 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.instances._connection import NOTIFICATION_KEYS, read_notification
-from gateway.instances._read import Report, as_object, child, get_bool, get_string, json_type, warn_unknown
+from gateway.instances._read import (
+    Report,
+    as_object,
+    child,
+    get_bool,
+    get_number,
+    get_string,
+    json_type,
+    warn_unknown,
+)
 from gateway.instances.model import EVENT_TYPES, Subscription
 
-SUBSCRIPTION_KEYS = ("id", "name", "enabled", "objectTypes", "eventTypes", "changedColumns", "configuration")
+SUBSCRIPTION_KEYS = (
+    "id",
+    "name",
+    "enabled",
+    "objectTypes",
+    "eventTypes",
+    "changedColumns",
+    "rateLimit",
+    "configuration",
+)
+RATE_LIMIT_RANGE = (0.01, 10_000.0)  # requests per second
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CALLBACK_URL = "event.notification.callback.url"
@@ -65,6 +85,7 @@ def _read_subscription(report: Report, value: object, path: str) -> Subscription
     object_types = _names(report, spec, "objectTypes", path, pattern=_NAME)
     event_types = _event_types(report, spec, path)
     changed_columns = _names(report, spec, "changedColumns", path, pattern=_NAME)
+    rate_limit = _rate_limit(report, spec, path)
     if "configuration" not in spec:
         report.error(child(path, "configuration"), "is required")
         return None
@@ -86,7 +107,25 @@ def _read_subscription(report: Report, value: object, path: str) -> Subscription
         object_types=object_types,
         event_types=event_types,
         changed_columns=changed_columns,
+        rate_limit=rate_limit,
         notification=notification,
+    )
+
+
+def _rate_limit(report: Report, spec: Mapping[str, Any], path: str) -> float | None:
+    """Requests per second; absent or null: unlimited."""
+    if spec.get("rateLimit") is None:
+        return None
+    low, high = RATE_LIMIT_RANGE
+    return get_number(
+        report,
+        spec,
+        "rateLimit",
+        path,
+        default=high,
+        minimum=low,
+        maximum=high,
+        message=f"must be a number of requests per second from {low:g} to {high:g}, or null for no limit",
     )
 
 

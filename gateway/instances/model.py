@@ -87,6 +87,7 @@ class Subscription:
     object_types: frozenset[str] | None  # None: every object type
     event_types: frozenset[str] | None  # None: every event type
     changed_columns: frozenset[str] | None  # UPDATED events only when one of these changed
+    rate_limit: float | None  # requests per second, per deliverer process; None: unlimited
     notification: Notification = field(repr=False)
 
     def wants(self, object_type: str, event_type: str, changed: Sequence[str] | None) -> bool:

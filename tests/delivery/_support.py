@@ -151,6 +151,24 @@ def webhook_instance(
     return validate_instance(body, instance_id=instance_id).instance
 
 
+def subscribed(base: Instance, subscriptions: list[dict[str, Any]]) -> Instance:
+    """`base` with these subscriptions (bodies such as `subscription` gives)."""
+    body = {
+        "element": {"key": "dynamicscrmadfs"},
+        "name": base.name,
+        "tags": list(base.tags),
+        "configuration": dict(base.configuration),
+        "subscriptions": subscriptions,
+    }
+    return validate_instance(body, instance_id=base.id).instance
+
+
+def subscription(subscription_id: str, url: str, **spec: Any) -> dict[str, Any]:
+    """A subscription's body, its callback `url` signed with KEY."""
+    configuration = {"event.notification.callback.url": url, "event.notification.signature.key": KEY}
+    return {"id": subscription_id, **spec, "configuration": configuration}
+
+
 def change(instance_id: str, n: int, *, object_type: str = "accounts") -> PolledChange:
     return PolledChange(
         instance_id=instance_id,

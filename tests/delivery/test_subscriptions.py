@@ -9,12 +9,11 @@ import dataclasses
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from gateway.instances import Instance, validate_instance
+from gateway.instances import Instance
 from gateway.settings import Settings
 from tests._events import PolledChange
 from tests.conftest import wait_for
 from tests.delivery._support import (
-    KEY,
     Receiver,
     change,
     dead_letters,
@@ -22,6 +21,8 @@ from tests.delivery._support import (
     delivery_settings,
     produce,
     receiving,
+    subscribed,
+    subscription,
     webhook_instance,
 )
 
@@ -46,22 +47,18 @@ def _mixed(instance_id: str) -> list[PolledChange]:
 
 
 def _with_subscriptions(base: Instance, urls: dict[str, str]) -> Instance:
-    body = {
-        "element": {"key": "dynamicscrmadfs"},
-        "name": base.name,
-        "configuration": dict(base.configuration),
-        "subscriptions": [
-            {"id": "updates-of-names", "eventTypes": ["UPDATED"], "changedColumns": ["name"]},
-            {"id": "accounts", "objectTypes": ["accounts"], "eventTypes": ["CREATED", "DELETED"]},
-            {"id": "broken", "objectTypes": ["contacts"]},
+    return subscribed(
+        base,
+        [
+            subscription(
+                "updates-of-names", urls["updates-of-names"], eventTypes=["UPDATED"], changedColumns=["name"]
+            ),
+            subscription(
+                "accounts", urls["accounts"], objectTypes=["accounts"], eventTypes=["CREATED", "DELETED"]
+            ),
+            subscription("broken", urls["broken"], objectTypes=["contacts"]),
         ],
-    }
-    for subscription in body["subscriptions"]:
-        subscription["configuration"] = {
-            "event.notification.callback.url": urls[str(subscription["id"])],
-            "event.notification.signature.key": KEY,
-        }
-    return validate_instance(body, instance_id=base.id).instance
+    )
 
 
 def _wanted(events: list[PolledChange]) -> dict[str, set[str]]:

@@ -468,6 +468,20 @@ CASES = (
         True,
     ),
     Case(
+        "subscription rate limit zero",
+        {"subscriptions": [{"id": "a", "rateLimit": 0, "configuration": _CALLBACK}]},
+        "$.subscriptions[0].rateLimit",
+        "must be a number of requests per second from 0.01 to 10000, or null for no limit",
+        True,
+    ),
+    Case(
+        "subscription rate limit text",
+        {"subscriptions": [{"id": "a", "rateLimit": "fast", "configuration": _CALLBACK}]},
+        "$.subscriptions[0].rateLimit",
+        "must be a number of requests per second from 0.01 to 10000, or null for no limit",
+        True,
+    ),
+    Case(
         "headers not JSON",
         _set("event.notification.callback.headers", "{bad"),
         HEADERS,

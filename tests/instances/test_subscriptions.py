@@ -26,6 +26,7 @@ def _subscription(
         object_types=object_types,
         event_types=event_types,
         changed_columns=changed_columns,
+        rate_limit=None,
         notification=Notification(
             enabled=enabled, callback_url="https://hooks.example.com/", signature_key=None
         ),
