@@ -324,6 +324,13 @@ class DeliveryMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.alerts = Counter(
+            "gateway_delivery_alerts_total",
+            "Alerts raised, by kind (delivery.exhausted: an event's retries ran out; endpoint.disabled: "
+            "a callback answered 410 Gone), whether or not an alerts subscription receives them.",
+            ["kind"],
+            registry=registry,
+        )
         self.replays = Counter(
             "gateway_delivery_replays_total", "Dead letters sent again by a replay.", registry=registry
         )

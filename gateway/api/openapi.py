@@ -235,7 +235,7 @@ def openapi_document() -> dict[str, Any]:
                     "type": "object",
                     "description": (
                         "An endpoint beside the instance's callback: id, name, enabled, objectTypes,"
-                        " eventTypes, changedColumns, rateLimit and a configuration of"
+                        " eventTypes, changedColumns, rateLimit, alerts and a configuration of"
                         " event.notification.* keys;"
                         " see schemas/instance.schema.json#/$defs/subscription"
                     ),

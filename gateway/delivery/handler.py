@@ -20,6 +20,7 @@ import aiohttp
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from gateway.delivery.alerts import Alert, AlertKind, alert_outputs, alert_recipients, is_alert
 from gateway.delivery.attempt import WebhookRequest, build_request, send
 from gateway.delivery.dead_letters import DeadLetter
 from gateway.delivery.gone import DisabledInstances
@@ -275,11 +276,14 @@ class RecordHandler:
         )
         if exc.disables_instance:
             at_ms = int(attempt.at * 1000)
+            # Concurrent deliveries to the endpoint may all see the 410: the first one raises the alert.
+            newly = self._disabled.status(attempt.state_key, attempt.revision) != "disabled"
             marker = self._disabled.disable(attempt.state_key, attempt.revision, status=410, at_ms=at_ms)
-            return (
-                marker,
-                *self._dead_letter(delivery, exc.dead_letter_reason, str(exc), attempt.number, history),
+            reason, detail = exc.dead_letter_reason, str(exc)
+            alert = (
+                self._alert("endpoint.disabled", delivery, reason, detail, attempt.number) if newly else ()
             )
+            return (marker, *self._dead_letter(delivery, reason, detail, attempt.number, history), *alert)
         if not exc.retriable:
             return self._dead_letter(delivery, exc.dead_letter_reason, str(exc), attempt.number, history)
         may_wait = exc.retries_inline and not self._host_slots.is_open(attempt.host)
@@ -288,7 +292,10 @@ class RecordHandler:
         )
         if retry is None:
             detail = f"no success after {attempt.number} attempts; the last: {exc}"
-            return self._dead_letter(delivery, "retries-exhausted", detail, attempt.number, history)
+            return (
+                *self._dead_letter(delivery, "retries-exhausted", detail, attempt.number, history),
+                *self._alert("delivery.exhausted", delivery, "retries-exhausted", detail, attempt.number),
+            )
         if retry.inline:
             return retry.delay
         return self._park(delivery, attempt.number, history, retry.delay, retry.tier)
@@ -422,6 +429,21 @@ class RecordHandler:
         )
         letter_output = letter.output(self._topics.dead_letters, self._config.dead_letter_partitions)
         return (letter_output, *self._history(delivery, "failed", attempts, history, None))
+
+    def _alert(
+        self, kind: AlertKind, delivery: _Delivery, reason: str, detail: str, attempts: int
+    ) -> tuple[Output, ...]:
+        """The alert that the event was lost, parked for each of the instance's alerts subscriptions."""
+        if is_alert(delivery.event):
+            return ()  # a lost alert raises none: its endpoint would alert about itself for ever
+        self._metrics.alerts.labels(kind).inc()
+        instance = self._instances(delivery.event.instance_id)
+        recipients = () if instance is None else alert_recipients(instance)
+        at_ms = int(self._clock() * 1000)
+        alert = Alert(kind, delivery.event, delivery.subscription_id, reason, detail, attempts, at_ms)
+        return alert_outputs(
+            alert, recipients, topic=self._topics.replay, key=delivery.record.key, origin=delivery.origin
+        )
 
     def _history(
         self,

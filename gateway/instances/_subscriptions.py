@@ -5,17 +5,22 @@
         "objectTypes": ["accounts"], "eventTypes": ["UPDATED"], "changedColumns": ["name"],
         "rateLimit": 5,
         "configuration": {"event.notification.callback.url": "...", "event.notification.signature.key": "..."}
+    }, {
+        "id": "operators", "alerts": true,
+        "configuration": {"event.notification.callback.url": "...", "event.notification.signature.key": "..."}
     }]
 
 A subscription's `configuration` takes the Cloud Elements notification keys (callback URL, signature
 key, headers, basic auth, format), read by the same code as the instance's own, so both signature
-schemes and both body formats serve every subscription.
+schemes and both body formats serve every subscription. An `alerts` subscription receives no change
+events but the instance's delivery alerts (`gateway/delivery/alerts.py`), which are CloudEvents.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from gateway.instances._connection import NOTIFICATION_KEYS, read_notification
@@ -39,8 +44,11 @@ SUBSCRIPTION_KEYS = (
     "eventTypes",
     "changedColumns",
     "rateLimit",
+    "alerts",
     "configuration",
 )
+_FILTERS = ("objectTypes", "eventTypes", "changedColumns")
+_FORMAT = "event.notification.format"
 RATE_LIMIT_RANGE = (0.01, 10_000.0)  # requests per second
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -86,6 +94,7 @@ def _read_subscription(report: Report, value: object, path: str) -> Subscription
     event_types = _event_types(report, spec, path)
     changed_columns = _names(report, spec, "changedColumns", path, pattern=_NAME)
     rate_limit = _rate_limit(report, spec, path)
+    alerts = get_bool(report, spec, "alerts", path, default=False)
     if "configuration" not in spec:
         report.error(child(path, "configuration"), "is required")
         return None
@@ -98,6 +107,9 @@ def _read_subscription(report: Report, value: object, path: str) -> Subscription
     if _CALLBACK_URL not in config:
         report.error(child(config_path, _CALLBACK_URL), "is required")
     notification = read_notification(report, config, config_path, enabled=enabled)
+    if alerts:
+        _check_alerts_only(report, spec, config, path)
+        notification = replace(notification, format="cloudevents")
     if subscription_id is None:
         return None
     return Subscription(
@@ -109,7 +121,19 @@ def _read_subscription(report: Report, value: object, path: str) -> Subscription
         changed_columns=changed_columns,
         rate_limit=rate_limit,
         notification=notification,
+        alerts=alerts,
     )
+
+
+def _check_alerts_only(report: Report, spec: Mapping[str, Any], config: Mapping[str, Any], path: str) -> None:
+    """An alerts subscription takes no filter, and no body format but CloudEvents."""
+    for key in _FILTERS:
+        if key in spec:
+            message = "an alerts subscription receives alerts, not change events: leave it out"
+            report.error(child(path, key), message)
+    if config.get(_FORMAT, "cloudevents") != "cloudevents":
+        message = "alerts are CloudEvents: leave it out or set cloudevents"
+        report.error(child(child(path, "configuration"), _FORMAT), message)
 
 
 def _rate_limit(report: Report, spec: Mapping[str, Any], path: str) -> float | None:

@@ -89,12 +89,13 @@ class Subscription:
     changed_columns: frozenset[str] | None  # UPDATED events only when one of these changed
     rate_limit: float | None  # requests per second, per deliverer process; None: unlimited
     notification: Notification = field(repr=False)
+    alerts: bool = False  # receives the instance's delivery alerts instead of change events
 
     def wants(self, object_type: str, event_type: str, changed: Sequence[str] | None) -> bool:
         """Whether a change event reaches this subscription. An UPDATED event whose changed columns are
         unknown (a row's first event, or no row state kept) passes a changed-columns filter: it may
         have changed any of them, and a missed change is worse than one more webhook."""
-        if not self.enabled:
+        if not self.enabled or self.alerts:
             return False
         if self.object_types is not None and object_type not in self.object_types:
             return False

@@ -482,6 +482,32 @@ CASES = (
         True,
     ),
     Case(
+        "alerts subscription with a filter",
+        {
+            "subscriptions": [
+                {"id": "a", "alerts": True, "eventTypes": ["UPDATED"], "configuration": _CALLBACK}
+            ]
+        },
+        "$.subscriptions[0].eventTypes",
+        "an alerts subscription receives alerts, not change events: leave it out",
+        True,
+    ),
+    Case(
+        "alerts subscription in the elements format",
+        {
+            "subscriptions": [
+                {
+                    "id": "a",
+                    "alerts": True,
+                    "configuration": {**_CALLBACK, "event.notification.format": "elements"},
+                }
+            ]
+        },
+        "$.subscriptions[0].configuration['event.notification.format']",
+        "alerts are CloudEvents: leave it out or set cloudevents",
+        True,
+    ),
+    Case(
         "headers not JSON",
         _set("event.notification.callback.headers", "{bad"),
         HEADERS,

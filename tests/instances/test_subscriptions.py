@@ -18,6 +18,7 @@ def _subscription(
     changed_columns: frozenset[str] | None,
     *,
     enabled: bool = True,
+    alerts: bool = False,
 ) -> Subscription:
     return Subscription(
         id="s",
@@ -30,6 +31,7 @@ def _subscription(
         notification=Notification(
             enabled=enabled, callback_url="https://hooks.example.com/", signature_key=None
         ),
+        alerts=alerts,
     )
 
 
@@ -41,6 +43,7 @@ def _subscription(
     event_type=st.sampled_from(EVENT_TYPES),
     changed=st.none() | st.lists(_NAMES, unique=True),
     enabled=st.booleans(),
+    alerts=st.booleans(),
 )
 def test_an_event_reaches_a_subscription_exactly_when_every_filter_lets_it(
     object_types: frozenset[str] | None,
@@ -50,10 +53,12 @@ def test_an_event_reaches_a_subscription_exactly_when_every_filter_lets_it(
     event_type: str,
     changed: list[str] | None,
     enabled: bool,
+    alerts: bool,
 ) -> None:
-    subscription = _subscription(object_types, event_types, changed_columns, enabled=enabled)
+    subscription = _subscription(object_types, event_types, changed_columns, enabled=enabled, alerts=alerts)
     expected = (
         enabled
+        and not alerts  # an alerts subscription receives alerts only
         and (object_types is None or object_type in object_types)
         and (event_types is None or event_type in event_types)
         and (
