@@ -1,17 +1,20 @@
 """Deliveries in the admin API: their history, the dead letters, and replay (auth is the app's
 middleware).
 
-- `GET /instances/{id}/deliveries?status=failed&limit=N&since=T` (status=failed is the default)
-  lists an instance's dead letters, newest first, each with its reason, attempts and history, and
-  the event without its `data`: what a replay can send again.
-- `GET /instances/{id}/deliveries?status=S&limit=N&since=T&cursor=C`, with `S` one or more of
-  `delivered`, `retrying`, `failed` joined by commas, or `all`, lists the delivery history
-  (`delivery/history.py`): each webhook's status, attempts and next retry, newest first, a page at
-  a time; `nextCursor` fetches the next page and is null on the last.
-- `POST /instances/{id}/deliveries/replay` with `{"ids": [...], "since": T}` (both optional) sends
-  them again: each goes back through delivery with a fresh attempt count and leaves the dead letters.
+- `GET /instances/{id}/deliveries?status=failed&limit=N&since=T&until=U&subscription=S`
+  (status=failed is the default) lists an instance's dead letters, newest first, each with its
+  reason, attempts and history, and the event without its `data`: what a replay can send again.
+- `GET /instances/{id}/deliveries?status=S&limit=N&since=T&subscription=S&cursor=C`, with `S` one
+  or more of `delivered`, `retrying`, `failed` joined by commas, or `all`, lists the delivery
+  history (`delivery/history.py`): each webhook's status, attempts and next retry, newest first, a
+  page at a time; `nextCursor` fetches the next page and is null on the last.
+- `POST /instances/{id}/deliveries/replay` with `{"ids": [...], "since": T, "until": U,
+  "subscription": S}` (all optional) sends them again: each goes back through delivery with a fresh
+  attempt count and leaves the dead letters. `POST /instances/{id}/subscriptions/{sid}/recover`
+  (`subscriptions.py`) is the same for one subscription, as Svix's `recover {since, until}`.
 
-`T` is an RFC 3339 time: only dead letters written at or after it.
+`T` and `U` are RFC 3339 times: only dead letters written at or after `T`, and before `U`;
+`subscription` keeps one subscription's only.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.api.instances import stored_body
 from gateway.api.responses import RequestProblem, json_response, read_json
+from gateway.api.subscriptions import subscription_bodies, subscription_index
 from gateway.delivery.dead_letters import DeadLetters
 from gateway.delivery.history import STATUSES, DeliveryHistory, Status
 from gateway.errors import Problem
@@ -37,7 +42,8 @@ def _bad(path: str, message: str) -> RequestProblem:
     return RequestProblem(400, [Problem(path, message)])
 
 
-def _since_ms(value: Any, path: str) -> int | None:
+def moment_ms(value: Any, path: str) -> int | None:
+    """An RFC 3339 time with a zone as epoch milliseconds; None when absent; 400 naming `path`."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -61,7 +67,11 @@ def _limit(query: Mapping[str, str]) -> int:
 async def _list(request: web.Request, instance_id: str) -> web.Response:
     query = request.query
     letters = await request.app[DEAD_LETTERS].find(
-        instance_id, limit=_limit(query), since_ms=_since_ms(query.get("since"), "$.since")
+        instance_id,
+        limit=_limit(query),
+        since_ms=moment_ms(query.get("since"), "$.since"),
+        until_ms=moment_ms(query.get("until"), "$.until"),
+        subscription_id=query.get("subscription"),
     )
     shown = [letter.to_json(with_data=False) for letter in letters]
     return json_response({"instanceId": instance_id, "count": len(shown), "deadLetters": shown})
@@ -71,14 +81,42 @@ async def _replay(request: web.Request, instance_id: str, body: Mapping[str, Any
     ids = body.get("ids")
     if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
         raise _bad("$.ids", "must be an array of event ids")
-    since = _since_ms(body.get("since"), "$.since")
+    subscription = body.get("subscription")
+    if subscription is not None and not isinstance(subscription, str):
+        raise _bad("$.subscription", "must be a subscription's id")
     wanted = None if ids is None else set(ids)
-    replayed = await request.app[DEAD_LETTERS].replay(instance_id, since_ms=since, event_ids=wanted)
+    replayed = await request.app[DEAD_LETTERS].replay(
+        instance_id,
+        since_ms=moment_ms(body.get("since"), "$.since"),
+        until_ms=moment_ms(body.get("until"), "$.until"),
+        event_ids=wanted,
+        subscription_id=subscription,
+    )
     done = [letter.event_id for letter in replayed]
     payload: dict[str, Any] = {"instanceId": instance_id, "replayed": len(done), "ids": done}
     if wanted is not None:
         payload["notFound"] = sorted(wanted - set(done))
     return json_response(payload)
+
+
+async def recover_subscription(request: web.Request) -> web.Response:
+    """Svix's `recover`: send again what one subscription failed to deliver in [since, until)."""
+    instance_id, subscription_id = request.match_info["id"], request.match_info["sid"]
+    subscription_index(subscription_bodies(dict(stored_body(request.app, instance_id))), subscription_id)
+    body = await _body(request)
+    since = moment_ms(body.get("since"), "$.since")
+    if since is None:
+        raise _bad("$.since", "is required: an RFC 3339 time, such as 2026-01-31T12:00:00Z")
+    until = moment_ms(body.get("until"), "$.until")
+    if until is not None and until <= since:
+        raise _bad("$.until", "must be later than since")
+    replayed = await request.app[DEAD_LETTERS].replay(
+        instance_id, since_ms=since, until_ms=until, subscription_id=subscription_id
+    )
+    done = [letter.event_id for letter in replayed]
+    return json_response(
+        {"instanceId": instance_id, "subscriptionId": subscription_id, "replayed": len(done), "ids": done}
+    )
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -108,7 +146,8 @@ async def _history(request: web.Request, instance_id: str) -> web.Response:
             instance_id,
             limit=_limit(query),
             statuses=_statuses(query["status"]),
-            since_ms=_since_ms(query.get("since"), "$.since"),
+            since_ms=moment_ms(query.get("since"), "$.since"),
+            subscription_id=query.get("subscription"),
             cursor=cursor,
         )
     except ValueError as exc:
@@ -135,3 +174,4 @@ def add_delivery_routes(app: web.Application, dead_letters: DeadLetters, history
     app[DELIVERY_HISTORY] = history
     app.router.add_get("/instances/{id}/deliveries", list_instance_deliveries)
     app.router.add_post("/instances/{id}/deliveries/replay", replay_instance_deliveries)
+    app.router.add_post("/instances/{id}/subscriptions/{sid}/recover", recover_subscription)

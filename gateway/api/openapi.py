@@ -149,6 +149,8 @@ def openapi_document() -> dict[str, Any]:
                             "Only those decided (dead-lettered) at or after this RFC 3339 time",
                             _TIME,
                         ),
+                        _query("until", "Only dead letters written before this RFC 3339 time", _TIME),
+                        _query("subscription", "Only this subscription's deliveries", {"type": "string"}),
                         _query(
                             "cursor",
                             "The history's next page: the `nextCursor` of the page before",
@@ -160,7 +162,7 @@ def openapi_document() -> dict[str, Any]:
             "/instances/{id}/deliveries/replay": {
                 "parameters": [_INSTANCE_ID],
                 "post": _operation(
-                    "Deliver dead letters again, all or some by `ids` and `since`",
+                    "Deliver dead letters again, all or some by `ids`, `since`, `until` and `subscription`",
                     {"200": {"description": "What was replayed", **_JSON}, "400": _PROBLEMS},
                     requestBody={
                         "content": {
@@ -170,6 +172,8 @@ def openapi_document() -> dict[str, Any]:
                                     "properties": {
                                         "ids": {"type": "array", "items": {"type": "string"}},
                                         "since": _TIME,
+                                        "until": _TIME,
+                                        "subscription": {"type": "string"},
                                     },
                                 }
                             }
@@ -201,6 +205,29 @@ def openapi_document() -> dict[str, Any]:
                         "409": {"description": "A subscription with that id exists", **_PROBLEMS},
                     },
                     requestBody=subscription_body,
+                ),
+            },
+            "/instances/{id}/subscriptions/{sid}/recover": {
+                "parameters": [_INSTANCE_ID, _SUBSCRIPTION_ID],
+                "post": _operation(
+                    "Deliver again the subscription's dead letters written at or after `since` and"
+                    " before `until` (default: now), as Svix's recover",
+                    {
+                        "200": {"description": "{instanceId, subscriptionId, replayed, ids}", **_JSON},
+                        "400": _PROBLEMS,
+                        "404": _NOT_FOUND,
+                    },
+                    requestBody={
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["since"],
+                                    "properties": {"since": _TIME, "until": _TIME},
+                                }
+                            }
+                        }
+                    },
                 ),
             },
             "/instances/{id}/subscriptions/{sid}": {

@@ -19,12 +19,12 @@ from gateway.errors import InstanceValidationError, Problem
 from gateway.instances import apply_patch, mask_body, unmasked_patch
 
 
-def _subscriptions(body: dict[str, Any]) -> list[dict[str, Any]]:
+def subscription_bodies(body: dict[str, Any]) -> list[dict[str, Any]]:
     listed = body.get("subscriptions", [])
     return [s for s in listed if isinstance(s, dict)] if isinstance(listed, list) else []
 
 
-def _index(subscriptions: list[dict[str, Any]], subscription_id: str) -> int:
+def subscription_index(subscriptions: list[dict[str, Any]], subscription_id: str) -> int:
     for index, subscription in enumerate(subscriptions):
         if subscription.get("id") == subscription_id:
             return index
@@ -44,7 +44,7 @@ async def _save(
         if index is not None:
             problems = tuple(_relative(p, f"$.subscriptions[{index}]") for p in problems)
         raise RequestProblem(status, problems) from invalid
-    return _subscriptions(dict(saved))
+    return subscription_bodies(dict(saved))
 
 
 def _relative(problem: Problem, prefix: str) -> Problem:
@@ -55,12 +55,12 @@ def _relative(problem: Problem, prefix: str) -> Problem:
 
 async def list_subscriptions(request: web.Request) -> web.Response:
     body = stored_body(request.app, request.match_info["id"])
-    return json_response({"subscriptions": [mask_body(s) for s in _subscriptions(dict(body))]})
+    return json_response({"subscriptions": [mask_body(s) for s in subscription_bodies(dict(body))]})
 
 
 async def create_subscription(request: web.Request) -> web.Response:
     instance_id = request.match_info["id"]
-    subscriptions = _subscriptions(dict(stored_body(request.app, instance_id)))
+    subscriptions = subscription_bodies(dict(stored_body(request.app, instance_id)))
     given = await read_json(request)
     if not isinstance(given, dict):
         raise RequestProblem(400, [Problem("$", "a subscription must be a JSON object")])
@@ -72,15 +72,17 @@ async def create_subscription(request: web.Request) -> web.Response:
 
 
 async def get_subscription(request: web.Request) -> web.Response:
-    subscriptions = _subscriptions(dict(stored_body(request.app, request.match_info["id"])))
-    return json_response(mask_body(subscriptions[_index(subscriptions, request.match_info["sid"])]))
+    subscriptions = subscription_bodies(dict(stored_body(request.app, request.match_info["id"])))
+    return json_response(
+        mask_body(subscriptions[subscription_index(subscriptions, request.match_info["sid"])])
+    )
 
 
 async def patch_subscription(request: web.Request) -> web.Response:
     """A JSON merge patch (RFC 7396) of one subscription; secrets sent back as their masks are kept."""
     instance_id, subscription_id = request.match_info["id"], request.match_info["sid"]
-    subscriptions = _subscriptions(dict(stored_body(request.app, instance_id)))
-    index = _index(subscriptions, subscription_id)
+    subscriptions = subscription_bodies(dict(stored_body(request.app, instance_id)))
+    index = subscription_index(subscriptions, subscription_id)
     patch = await read_json(request)
     if not isinstance(patch, dict):
         raise RequestProblem(400, [Problem("$", "a patch must be a JSON object (RFC 7396 merge patch)")])
@@ -92,8 +94,8 @@ async def patch_subscription(request: web.Request) -> web.Response:
 
 async def delete_subscription(request: web.Request) -> web.Response:
     instance_id = request.match_info["id"]
-    subscriptions = _subscriptions(dict(stored_body(request.app, instance_id)))
-    del subscriptions[_index(subscriptions, request.match_info["sid"])]
+    subscriptions = subscription_bodies(dict(stored_body(request.app, instance_id)))
+    del subscriptions[subscription_index(subscriptions, request.match_info["sid"])]
     await _save(request, instance_id, subscriptions, None)
     return web.Response(status=204)
 

@@ -156,9 +156,12 @@ class DeadLetters:
         *,
         limit: int | None = None,
         since_ms: int | None = None,
+        until_ms: int | None = None,
         event_ids: Collection[str] | None = None,
+        subscription_id: str | None = None,
     ) -> list[DeadLetter]:
-        """The instance's dead letters, newest first."""
+        """The instance's dead letters, newest first: those written in [since, until), of the given
+        events and subscription (None: every target's)."""
         partition = state_partition(instance_id, self._partitions)
         table = await read_table(self._bootstrap, self._topics.dead_letters, [partition])
         prefix = f"{instance_id}/"
@@ -169,17 +172,33 @@ class DeadLetters:
             letter = DeadLetter.from_json(orjson.loads(value))
             if since_ms is not None and letter.at_ms < since_ms:
                 continue
+            if until_ms is not None and letter.at_ms >= until_ms:
+                continue
             if event_ids is not None and letter.event_id not in event_ids:
+                continue
+            if subscription_id is not None and letter.subscription_id != subscription_id:
                 continue
             found.append(letter)
         found.sort(key=lambda letter: letter.at_ms, reverse=True)
         return found if limit is None else found[:limit]
 
     async def replay(
-        self, instance_id: str, *, since_ms: int | None = None, event_ids: Collection[str] | None = None
+        self,
+        instance_id: str,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        event_ids: Collection[str] | None = None,
+        subscription_id: str | None = None,
     ) -> list[DeadLetter]:
-        """Send the chosen dead letters again; the replayed ones."""
-        letters = await self.find(instance_id, since_ms=since_ms, event_ids=event_ids)
+        """Send the dead letters `find` chooses again; the replayed ones."""
+        letters = await self.find(
+            instance_id,
+            since_ms=since_ms,
+            until_ms=until_ms,
+            event_ids=event_ids,
+            subscription_id=subscription_id,
+        )
         if not letters:
             return []
         now_ms = int(time.time() * 1000)

@@ -129,9 +129,11 @@ def paginate(
     limit: int,
     statuses: frozenset[Status] = frozenset(STATUSES),
     since_ms: int | None = None,
+    subscription_id: str | None = None,
     cursor: str | None = None,
 ) -> Page:
-    """One page of the records that pass the filters, newest first, starting after `cursor`."""
+    """One page of the records that pass the filters, newest first, starting after `cursor`.
+    `subscription_id` keeps that subscription's deliveries only; None keeps every target's."""
     after = None if cursor is None else decode_cursor(cursor)
     chosen = sorted(
         (
@@ -139,6 +141,7 @@ def paginate(
             for record in records
             if record.status in statuses
             and (since_ms is None or record.at_ms >= since_ms)
+            and (subscription_id is None or record.subscription_id == subscription_id)
             and (after is None or _order(record) > after)
         ),
         key=_order,
@@ -164,10 +167,18 @@ class DeliveryHistory:
         limit: int,
         statuses: frozenset[Status] = frozenset(STATUSES),
         since_ms: int | None = None,
+        subscription_id: str | None = None,
         cursor: str | None = None,
     ) -> Page:
         records = await self._read(instance_id)
-        return paginate(records, limit=limit, statuses=statuses, since_ms=since_ms, cursor=cursor)
+        return paginate(
+            records,
+            limit=limit,
+            statuses=statuses,
+            since_ms=since_ms,
+            subscription_id=subscription_id,
+            cursor=cursor,
+        )
 
     async def _read(self, instance_id: str) -> list[DeliveryRecord]:
         partition = state_partition(instance_id, self._partitions)
