@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from gateway.kafka.compacted import read_table
-from gateway.polling.row_state import parse_row_key
+from gateway.polling.row_state import columns_of, decode_state, digests, ignored_columns, parse_row_key
 from gateway.sim import DEMO_USERS, Simulator
 from tests.conftest import ROOT, wait_for
 from tests.polling._processes import (
@@ -124,6 +124,74 @@ async def test_sigkill_during_a_50000_record_poll_then_restart_publishes_each_re
         # The aborted attempt stays in the log, invisible: the log holds more than the committed events.
         total = await _end_offsets(kafka_bootstrap, topic, isolation="read_uncommitted")
         assert sum(total.values()) > records
+
+
+async def test_sigkill_between_polls_leaves_each_row_state_whole_and_in_use(
+    kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    """Killed after the poll that published an update: the restarted gateway reads the row's state
+    back (read_committed), so the next update names just its own column and a save without changes
+    publishes nothing; every state record still decodes, one per row, equal to what was published."""
+    async with Simulator(users=DEMO_USERS, seed=37) as sim:
+        sim.state.bulk_load("accounts", 20)
+        row = sorted(sim.state.tables["accounts"].rows)[0]
+        env = _gateway_env(kafka_bootstrap, unique)
+        topic = f"{env['GATEWAY_TOPIC_PREFIX']}.crm.accounts"
+        body = _accounts_instance(sim, page_size=50, snapshot=False, refresh_minutes=1 / 60)
+
+        async def published(at_least: int) -> bool:
+            # Counted as read: each committed transaction also takes an offset for its marker.
+            return len(await _read_committed_to_end(kafka_bootstrap, topic, within=10)) >= at_least
+
+        async with running(GatewayProcess(env, tmp_path / "first.log")) as (first,):
+            await first.create_instance(body)
+            await wait_for(lambda: _polled(first, 1), within=30)
+            sim.state.update("accounts", row, {"description": "before the kill"})
+            await wait_for(lambda: published(1), within=30)
+            # One more poll: the kill lands after the update's transaction, between polls.
+            after = await first.polls("ok") + 1
+            await wait_for(lambda: _polled(first, after), within=30)
+            await first.kill()
+
+        async with running(GatewayProcess(env, tmp_path / "second.log")) as (second,):
+            await wait_for(lambda: _polled(second, 1), within=30)
+            sim.state.update("accounts", row, {"name": "Renamed after the kill"})
+            await wait_for(lambda: published(2), within=30)
+            sim.state.update("accounts", row, {})  # a save without changes: only modifiedon moves
+            unchanged = "gateway_unchanged_rows_total"
+            await wait_for(lambda: _metric_at_least(second, unchanged, 1), within=30)
+            sim.state.update("accounts", row, {"description": "last"})
+            await wait_for(lambda: published(3), within=30)
+            events = await _read_committed_to_end(kafka_bootstrap, topic, within=30)
+
+        states = await read_table(
+            kafka_bootstrap,
+            f"{env['GATEWAY_STATE_TOPIC_PREFIX']}.row-state",
+            range(int(env["GATEWAY_STATE_PARTITIONS"])),
+        )
+
+    assert [e["subject"] for e in events] == [row] * 3
+    # The baseline stored every row's state; after the kill, the states stored before it tell
+    # exactly which columns changed.
+    assert [e["data"].get("changedAttributes") for e in events] == [
+        ["description"],
+        ["name"],
+        ["description"],
+    ]
+    rows = {parse_row_key(key)[2]: value for key, value in states.items()}
+    assert len(rows) == len(states)
+    for row_id, value in rows.items():
+        decode_state(value, row_id=row_id)
+    stored, _previous = decode_state(rows[row], row_id=row)
+    assert stored == digests(columns_of(events[-1]["data"]["raw"]), ignored_columns("attributes.modifiedon"))
+
+
+async def _polled(gateway: GatewayProcess, at_least: float) -> bool:
+    return await gateway.polls("ok") >= at_least
+
+
+async def _metric_at_least(gateway: GatewayProcess, name: str, value: float) -> bool:
+    return await gateway.metric(name, resource="accounts") >= value
 
 
 def _local_broker_pid(bootstrap: str) -> int | None:
