@@ -75,6 +75,13 @@ class _Target:
         """The key of its 410 Gone marker: each subscription is disabled on its own."""
         return instance_id if self.subscription_id is None else f"{instance_id}/{self.subscription_id}"
 
+    def endpoint(self, host: str, instance_id: str) -> str:
+        """Its key in the host slots. Instances' callbacks share their host's slots and breaker; a
+        subscription has its own, so that one failing path of a host holds back no other."""
+        if self.subscription_id is None:
+            return host
+        return f"{host} for subscription {instance_id}/{self.subscription_id}"
+
 
 def _targets(instance: Instance, delivery: _Delivery) -> list[_Target]:
     """Where an event goes: a parked one to the target it was parked for; a new one to the instance's
@@ -117,7 +124,7 @@ class _Try:
     number: int
     at: float  # epoch seconds
     ms: int | None  # how long its request took; None when none was made
-    host: str
+    endpoint: str  # its key in the host slots
     revision: str
     state_key: str  # where a 410 Gone marks the target disabled
 
@@ -229,13 +236,14 @@ class RecordHandler:
                     *outputs,
                     *self._dead_letter(delivery, "not-deliverable", detail, attempts - 1, history),
                 )
+            endpoint = target.endpoint(request.host, delivery.event.instance_id)
             try:
                 if target.rate_limit is not None:
                     await self._rate_limits.wait_turn(state_key, target.rate_limit)
-                status_code = await self._attempt(request, timing)
+                status_code = await self._attempt(request, endpoint, timing)
             except DeliveryError as exc:
                 step = self._after_failure(
-                    delivery, exc, _Try(attempts, at, timing.ms, request.host, revision, state_key), history
+                    delivery, exc, _Try(attempts, at, timing.ms, endpoint, revision, state_key), history
                 )
                 if isinstance(step, float):
                     if TopicPartition(record.topic, record.partition) in handed_over:
@@ -286,7 +294,7 @@ class RecordHandler:
             return (marker, *self._dead_letter(delivery, reason, detail, attempt.number, history), *alert)
         if not exc.retriable:
             return self._dead_letter(delivery, exc.dead_letter_reason, str(exc), attempt.number, history)
-        may_wait = exc.retries_inline and not self._host_slots.is_open(attempt.host)
+        may_wait = exc.retries_inline and not self._host_slots.is_open(attempt.endpoint)
         retry = self._policy.next(
             attempt.number, retry_after=exc.retry_after, may_wait_inline=may_wait, rng=self._rng
         )
@@ -300,9 +308,9 @@ class RecordHandler:
             return retry.delay
         return self._park(delivery, attempt.number, history, retry.delay, retry.tier)
 
-    async def _attempt(self, request: WebhookRequest, timing: _Timing) -> int:
-        host = request.host
-        async with self._host_slots.slot(host):
+    async def _attempt(self, request: WebhookRequest, endpoint: str, timing: _Timing) -> int:
+        slots = self._host_slots
+        async with slots.slot(endpoint):
             started = time.monotonic()
             try:
                 status = await send(
@@ -314,14 +322,14 @@ class RecordHandler:
             except CallbackRefused:
                 raise
             except CallbackGone as exc:
-                self._host_slots.succeeded(host)  # it answered; the instance is what stops
+                slots.succeeded(endpoint)  # it answered; the instance is what stops
                 timing.took(started, exc.status, self._metrics)
                 raise
             except DeliveryError as exc:
-                self._host_slots.failed(host)
+                slots.failed(endpoint)
                 timing.took(started, exc.status, self._metrics)
                 raise
-            self._host_slots.succeeded(host)
+            slots.succeeded(endpoint)
             timing.took(started, status, self._metrics)
             return status
 

@@ -1,7 +1,10 @@
 """Fairness between callback hosts: in-flight limits per host and overall, a bounded backlog for a
 host that is failing or slow, and a circuit breaker per host.
 
-A host (`host:port`) is *degraded* when its breaker is not closed, or it is slow (`_degraded`: its
+A host is named by the handler: `host:port` for instances' callbacks, which share it, and
+`host:port for subscription <instance>/<id>` for a subscription, which has its own (`handler.py`).
+
+A host is *degraded* when its breaker is not closed, or it is slow (`_degraded`: its
 requests run long while none comes back and other hosts' do). A
 degraded host keeps at most `backlog` events waiting for one of its slots; more are skipped
 (`CallbackSkipped`, reason `backlog`), which parks them for later, whether they arrive then or

@@ -21,6 +21,7 @@ from tests.delivery._support import (
     delivery_settings,
     produce,
     receiving,
+    sample,
     subscribed,
     subscription,
     webhook_instance,
@@ -135,3 +136,40 @@ async def test_three_subscriptions_receive_exactly_their_share_and_a_failing_one
     # Loosely, as in test_isolation: one CPU-bound process runs the deliverer and every receiver, and
     # the failing subscription's attempts cost it CPU; waiting on them would cost whole seconds.
     assert beside_failing < 3 * baseline + 1.0
+
+
+async def test_a_failing_subscription_opens_its_own_breaker_not_that_of_another_on_its_host(
+    settings: Settings, registry: CollectorRegistry
+) -> None:
+    # Three failures open a breaker for longer than the test: had the two subscriptions shared one,
+    # the healthy one's events would be parked behind it.
+    settings = delivery_settings(
+        settings, delivery_breaker_failures=3, delivery_breaker_cooldown_seconds=60.0
+    )
+
+    async def failing_path(_attempt: int, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=503 if request.path == "/failing" else 200)
+
+    async with receiving(failing_path) as host:
+        origin = host.url.split("/hooks/")[0]
+        instance = subscribed(
+            webhook_instance("shared-host", f"{origin}/own"),
+            [subscription("failing", f"{origin}/failing"), subscription("healthy", f"{origin}/healthy")],
+        )
+        events = [change(instance.id, n) for n in range(40)]
+        async with delivering(settings, {instance.id: instance}, registry):
+            await produce(settings, events)
+            wanted = {event.id for event in events}
+
+            def healthy_ids() -> set[str]:
+                return {hit.webhook_id for hit in host.hits if hit.path == "/healthy"}
+
+            await wait_for(lambda: healthy_ids() == wanted, within=30)
+            skipped = {"outcome": "skipped", "status_class": "none"}
+            await wait_for(lambda: sample(registry, "gateway_delivery_attempts_total", **skipped) > 0)
+
+    failing = [hit for hit in host.hits if hit.path == "/failing"]
+    healthy = [hit for hit in host.hits if hit.path == "/healthy"]
+    assert len(healthy) == len(events)  # each once, none skipped
+    assert {hit.webhook_id for hit in host.hits if hit.path == "/own"} == wanted
+    assert 3 <= len(failing) < len(events)  # its breaker opened and skipped the rest
