@@ -262,10 +262,16 @@ class DeliveryReader:
     async def _take_over(self, tp: TopicPartition) -> None:
         await self._writers.take(tp)  # fences every earlier holder: their commits are final now
         offset = await self._consumer.committed(tp)
-        if offset is None:
-            await self._consumer.seek_to_beginning(tp)
-        else:
+        # A rebalance during an await may have revoked it: the next assignment takes it over again
+        # and releases its writer, and aiokafka refuses to seek or resume what is not assigned.
+        if tp not in self._consumer.assignment():
+            return
+        if offset is not None:
             self._consumer.seek(tp, offset)
+        else:
+            await self._consumer.seek_to_beginning(tp)
+            if tp not in self._consumer.assignment():
+                return
         self._open({tp})
 
     def _open(self, partitions: set[TopicPartition]) -> None:
