@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ChainMapProxy, web
 
 from gateway.api.instances import store_replace, stored_body
 from gateway.api.responses import RequestProblem, json_response, read_json
@@ -31,13 +31,16 @@ def subscription_index(subscriptions: list[dict[str, Any]], subscription_id: str
     raise RequestProblem(404, [Problem("$", f"no subscription with id {subscription_id!r}")])
 
 
-async def _save(
-    request: web.Request, instance_id: str, subscriptions: list[dict[str, Any]], index: int | None
+async def save_subscriptions(
+    app: web.Application | ChainMapProxy,
+    instance_id: str,
+    subscriptions: list[dict[str, Any]],
+    index: int | None,
 ) -> list[dict[str, Any]]:
     """Store the instance with `subscriptions`; problems of the one at `index` are told at its paths."""
-    body = {**stored_body(request.app, instance_id), "subscriptions": subscriptions}
+    body = {**stored_body(app, instance_id), "subscriptions": subscriptions}
     try:
-        saved, _warnings = await store_replace(request.app, instance_id, body)
+        saved, _warnings = await store_replace(app, instance_id, body)
     except (InstanceValidationError, RequestProblem) as invalid:
         problems = invalid.problems
         status = invalid.status if isinstance(invalid, RequestProblem) else 400
@@ -67,7 +70,9 @@ async def create_subscription(request: web.Request) -> web.Response:
     subscription = {"id": uuid.uuid4().hex[:12], **given}
     if any(s.get("id") == subscription["id"] for s in subscriptions):
         raise RequestProblem(409, [Problem("$.id", f"a subscription {subscription['id']!r} exists already")])
-    saved = await _save(request, instance_id, [*subscriptions, subscription], len(subscriptions))
+    saved = await save_subscriptions(
+        request.app, instance_id, [*subscriptions, subscription], len(subscriptions)
+    )
     return json_response(mask_body(saved[-1]), status=201)
 
 
@@ -88,7 +93,7 @@ async def patch_subscription(request: web.Request) -> web.Response:
         raise RequestProblem(400, [Problem("$", "a patch must be a JSON object (RFC 7396 merge patch)")])
     stored = subscriptions[index]
     subscriptions[index] = {**apply_patch(stored, unmasked_patch(patch, stored)), "id": subscription_id}
-    saved = await _save(request, instance_id, subscriptions, index)
+    saved = await save_subscriptions(request.app, instance_id, subscriptions, index)
     return json_response(mask_body(saved[index]))
 
 
@@ -96,7 +101,7 @@ async def delete_subscription(request: web.Request) -> web.Response:
     instance_id = request.match_info["id"]
     subscriptions = subscription_bodies(dict(stored_body(request.app, instance_id)))
     del subscriptions[subscription_index(subscriptions, request.match_info["sid"])]
-    await _save(request, instance_id, subscriptions, None)
+    await save_subscriptions(request.app, instance_id, subscriptions, None)
     return web.Response(status=204)
 
 

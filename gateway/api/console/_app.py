@@ -8,6 +8,7 @@ from a page of this origin, and a signed-in one must carry its session's CSRF to
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
@@ -20,7 +21,7 @@ from yarl import URL
 from gateway.api.cluster import cluster_view
 from gateway.api.console._dead_letters import dead_letters_page
 from gateway.api.console._deliveries import deliveries_page
-from gateway.api.console._form import form_of, new_form, place_problems, read_form
+from gateway.api.console._form import FormState, form_of, new_form, place_problems, read_form
 from gateway.api.console._overview import overview_page
 from gateway.api.console._pages import (
     error_page,
@@ -30,16 +31,23 @@ from gateway.api.console._pages import (
     sign_in_page,
 )
 from gateway.api.console._session import COOKIE, LIFETIME_SECONDS, Session, SessionSigner
+from gateway.api.console._subscriptions import (
+    new_subscription_form,
+    place_subscription_problems,
+    read_subscription_form,
+    subscriptions_page,
+)
 from gateway.api.deliveries import DEAD_LETTERS, DELIVERY_HISTORY
 from gateway.api.instances import INSTANCE_LOG, store_new, store_replace, stored_body
 from gateway.api.rates import RATES
 from gateway.api.responses import RequestProblem
 from gateway.api.status import POLL_STATUS, instance_status
 from gateway.api.stream import stream_events
+from gateway.api.subscriptions import save_subscriptions, subscription_bodies
 from gateway.api.test_event import send_test_event
 from gateway.delivery.history import STATUSES, Status
 from gateway.errors import InstanceValidationError, Problem, ProblemsError, PublishError
-from gateway.instances import validate_instance
+from gateway.instances import mask_body, validate_instance
 
 SIGNER = web.AppKey("console_signer", SessionSigner)
 _SESSION = web.RequestKey("console_session", Session)
@@ -323,6 +331,86 @@ async def _replay(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/console/instances/{instance_id}/dead-letters?replayed={len(replayed)}")
 
 
+async def _subscriptions(request: web.Request) -> web.Response:
+    return _subscriptions_page(request, new_subscription_form())
+
+
+def _subscriptions_page(request: web.Request, form: FormState, *, status: int = 200) -> web.Response:
+    instance_id = request.match_info["id"]
+    body = _found(request, instance_id)
+    query = request.query
+    notice = None
+    if "added" in query:
+        notice = f"Added the subscription {query['added']}."
+    elif "removed" in query:
+        notice = f"Removed the subscription {query['removed']}."
+    elif query.get("recovered", "").isdigit() and "of" in query:
+        count = int(query["recovered"])
+        notice = f"Recovered {count} dead letter{'s' if count != 1 else ''} of {query['of']}."
+    page = subscriptions_page(
+        instance_id,
+        str(body.get("name", instance_id)),
+        [mask_body(s) for s in subscription_bodies(dict(body))],
+        form,
+        csrf=_csrf(request),
+        notice=notice,
+    )
+    return _html(page, status=status)
+
+
+async def _add_subscription(request: web.Request) -> web.Response:
+    """Add the posted subscription as POST /instances/{id}/subscriptions would, or show the form
+    again with each problem beside its field."""
+    instance_id = request.match_info["id"]
+    subscriptions = subscription_bodies(dict(_found(request, instance_id)))
+    state, subscription = read_subscription_form(await request.post())
+    subscription.setdefault("id", uuid.uuid4().hex[:12])
+    if any(s.get("id") == subscription["id"] for s in subscriptions):
+        place_subscription_problems(state, [Problem("$.id", "a subscription with this id exists already")])
+        return _subscriptions_page(request, state, status=409)
+    try:
+        await save_subscriptions(
+            request.config_dict, instance_id, [*subscriptions, subscription], len(subscriptions)
+        )
+    except RequestProblem as invalid:
+        place_subscription_problems(state, invalid.problems)
+        return _subscriptions_page(request, state, status=400)
+    raise web.HTTPSeeOther(_subscriptions_url(instance_id, added=subscription["id"]))
+
+
+async def _remove_subscription(request: web.Request) -> web.Response:
+    instance_id, subscription_id = request.match_info["id"], request.match_info["sid"]
+    subscriptions = subscription_bodies(dict(_found(request, instance_id)))
+    kept = [s for s in subscriptions if s.get("id") != subscription_id]
+    if len(kept) == len(subscriptions):
+        raise web.HTTPNotFound(text=f"no subscription with id {subscription_id!r}")
+    await save_subscriptions(request.config_dict, instance_id, kept, None)
+    raise web.HTTPSeeOther(_subscriptions_url(instance_id, removed=subscription_id))
+
+
+async def _recover_subscription(request: web.Request) -> web.Response:
+    """Send again what the subscription dead-lettered between the two times, as its API route does."""
+    instance_id, subscription_id = request.match_info["id"], request.match_info["sid"]
+    subscriptions = subscription_bodies(dict(_found(request, instance_id)))
+    if not any(s.get("id") == subscription_id for s in subscriptions):
+        raise web.HTTPNotFound(text=f"no subscription with id {subscription_id!r}")
+    form = await request.post()
+    since_ms = _since_ms(str(form.get("since", "")))
+    if since_ms is None:
+        raise web.HTTPBadRequest(text="say since when: the time must look like 2026-01-31T12:00")
+    replayed = await request.config_dict[DEAD_LETTERS].replay(
+        instance_id,
+        since_ms=since_ms,
+        until_ms=_since_ms(str(form.get("until", ""))),
+        subscription_id=subscription_id,
+    )
+    raise web.HTTPSeeOther(_subscriptions_url(instance_id, recovered=str(len(replayed)), of=subscription_id))
+
+
+def _subscriptions_url(instance_id: str, **query: str) -> str:
+    return str(URL(f"/console/instances/{instance_id}/subscriptions").with_query(query))
+
+
 async def _edit_form(request: web.Request) -> web.Response:
     instance_id = request.match_info["id"]
     return _html(_form(request, form_of(_found(request, instance_id)), instance_id))
@@ -359,6 +447,10 @@ def create_console_app(*, admin_token: str) -> web.Application:
     app.router.add_get("/instances/{id}/deliveries", _deliveries)
     app.router.add_post("/instances/{id}/test-event", _test_event)
     app.router.add_post("/instances/{id}/dead-letters/replay", _replay)
+    app.router.add_get("/instances/{id}/subscriptions", _subscriptions)
+    app.router.add_post("/instances/{id}/subscriptions", _add_subscription)
+    app.router.add_post("/instances/{id}/subscriptions/{sid}/remove", _remove_subscription)
+    app.router.add_post("/instances/{id}/subscriptions/{sid}/recover", _recover_subscription)
     app.router.add_get("/instances/{id}/edit", _edit_form)
     app.router.add_post("/instances/{id}/edit", _edit)
     app.router.add_static("/static/", _STATIC, append_version=False)

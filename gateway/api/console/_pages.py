@@ -128,7 +128,7 @@ def _instance_row(body: Mapping[str, Any], status: PollStatus | None) -> str:
     )
 
 
-def _problems(state: FormState, key: str) -> tuple[str, str]:
+def problems_html(state: FormState, key: str) -> tuple[str, str]:
     """The problems shown beside a field, and the attributes that tie them to it."""
     problems = state.problems.get(key, [])
     if not problems:
@@ -147,9 +147,9 @@ def _id(key: str) -> str:
     return "f-" + "".join(c if c.isalnum() else "-" for c in key)
 
 
-def _field(state: FormState, field: Field) -> str:
+def field_html(state: FormState, field: Field) -> str:
     value = state.values.get(field.key, "")
-    error, aria = _problems(state, field.key)
+    error, aria = problems_html(state, field.key)
     hint_id = f"hint-{_id(field.key)}"
     hint = f'<p class="hint" id="{hint_id}">{e(field.hint)}</p>' if field.hint else ""
     if field.hint:
@@ -201,7 +201,7 @@ def _number(text: str) -> float:
 def _resource_row(state: FormState, name: str) -> str:
     rid = _id(f"resource.{name}")
     checked = " checked" if name in state.selected else ""
-    error, aria = _problems(state, f"resource.{name}")
+    error, aria = problems_html(state, f"resource.{name}")
     is_open = " open" if error else ""
     return f"""<li class="resource">
   <div class="resource-line">
@@ -217,9 +217,9 @@ def _resource_row(state: FormState, name: str) -> str:
 
 
 def form_page(state: FormState, *, title: str, action: str, submit: str, csrf: str) -> str:
-    general, _aria = _problems(state, "")
-    resources_error, _ = _problems(state, "resources")
-    new_error, new_aria = _problems(state, "new_resource")
+    general, _aria = problems_html(state, "")
+    resources_error, _ = problems_html(state, "resources")
+    new_error, new_aria = problems_html(state, "new_resource")
     options = "".join(
         f'<option value="{e(n)}"{" selected" if n == SEED_RESOURCES[0] else ""}>{e(n)}</option>'
         for n in state.resources
@@ -236,13 +236,13 @@ def form_page(state: FormState, *, title: str, action: str, submit: str, csrf: s
 {csrf_input(csrf)}
 <fieldset><legend>Instance</legend>
 <p class="hint">Element: Microsoft Dynamics CRM (<code>dynamicscrmadfs</code>)</p>
-{"".join(_field(state, f) for f in IDENTITY)}
+{"".join(field_html(state, f) for f in IDENTITY)}
 </fieldset>
 <fieldset><legend>Authenticate with Dynamics</legend>
-{"".join(_field(state, f) for f in CONNECTION)}
+{"".join(field_html(state, f) for f in CONNECTION)}
 </fieldset>
 <fieldset><legend>Events</legend>
-{"".join(_field(state, f) for f in EVENTS)}
+{"".join(field_html(state, f) for f in EVENTS)}
 </fieldset>
 <fieldset><legend>Resources to poll</legend>
 <p class="hint">Select the resources to poll. The pencil opens a resource's JSON (<code>url</code>, <code>idField</code>, <code>datesConfiguration</code>, …).</p>
@@ -334,7 +334,7 @@ def instance_page(
     title = str(body.get("name", instance_id))
     main = f"""<div class="heading"><h1>{e(title)}</h1><div class="heading-actions">
 <form method="post" action="/console/instances/{e(instance_id)}/test-event">{csrf_input(csrf)}<button type="submit" class="secondary">Send test event</button></form>
-<a class="button secondary" href="/console/instances/{e(instance_id)}/deliveries">Deliveries</a> <a class="button secondary" href="/console/instances/{e(instance_id)}/dead-letters">Dead letters</a> <a class="button" href="/console/instances/{e(instance_id)}/edit">Edit instance</a></div></div>
+<a class="button secondary" href="/console/instances/{e(instance_id)}/subscriptions">Subscriptions</a> <a class="button secondary" href="/console/instances/{e(instance_id)}/deliveries">Deliveries</a> <a class="button secondary" href="/console/instances/{e(instance_id)}/dead-letters">Dead letters</a> <a class="button" href="/console/instances/{e(instance_id)}/edit">Edit instance</a></div></div>
 {"" if test_answer is None else _test_answer(test_answer)}
 <p class="hint">Instance <code>{e(instance_id)}</code>. The figures of each resource's last poll, as <code>GET /instances/{e(instance_id)}/status</code> gives them; reload the page for newer ones.</p>
 <div class="table-wrap">

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Network
 from typing import Any
 
@@ -393,3 +394,98 @@ async def test_the_console_is_usable_by_keyboard_alone(page: Page, gateway: Runn
     await expect(page.get_by_label("Name", exact=True)).to_be_focused()
     await page.keyboard.type("typed")
     await expect(page.get_by_label("Name", exact=True)).to_have_value("typed")
+
+
+def at_subscription(receiver: Receiver, record_id: str) -> list[Hit]:
+    return [hit for hit in delivered(receiver, record_id) if hit.path == "/hooks/crm-sync"]
+
+
+async def test_a_subscription_is_added_with_its_problems_beside_their_fields_recovered_and_removed(
+    page: Page, settings: Settings, registry: CollectorRegistry, simulator: Simulator
+) -> None:
+    subscription_up = False
+
+    async def subscription_down_until_fixed(_attempt: int, request: web.Request) -> web.StreamResponse:
+        refused = request.path == "/hooks/crm-sync" and not subscription_up
+        return web.Response(status=500 if refused else 204)
+
+    async with (
+        receiving(subscription_down_until_fixed) as receiver,
+        start_gateway(delivery_settings(settings), registry=registry) as gateway,
+    ):
+        body = only(seed_instance("2016", simulator), "accounts")
+        body["configuration"]["event.notification.callback.url"] = receiver.url
+        body["name"] = "with-subscriptions"
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            async with session.post(f"{gateway.api_url}/instances", json=body) as response:
+                assert response.status == 201
+                instance_id = (await response.json())["id"]
+            await sign_in(page, gateway)
+            await page.get_by_role("link", name="with-subscriptions").click()
+            await page.get_by_role("link", name="Subscriptions").click()
+            await expect(page.get_by_text("No subscriptions")).to_be_visible()
+
+            await page.get_by_label("Subscription id").fill("crm-sync")
+            await page.get_by_label("Name", exact=True).fill("CRM sync")
+            await page.get_by_label("Callback URL").fill("ftp://127.0.0.1/hook")
+            await page.get_by_label("Rate limit (requests per second)").fill("fast")
+            await page.get_by_role("button", name="Add subscription").click()
+            await expect(page.locator(".error-summary")).to_contain_text("2 problems")
+            url_error = page.locator("#error-f-event-notification-callback-url")
+            await expect(url_error).to_contain_text("$.configuration['event.notification.callback.url']")
+            await expect(page.get_by_label("Callback URL")).to_have_attribute("aria-invalid", "true")
+            await expect(page.locator("#error-f-rateLimit")).to_contain_text("$.rateLimit")
+            await expect(page.get_by_label("Name", exact=True)).to_have_value("CRM sync")  # kept
+            await screenshot(page, "subscription-form-errors")
+
+            await page.get_by_label("Callback URL").fill(receiver.url.replace("/hooks/in", "/hooks/crm-sync"))
+            await page.get_by_label("Signature key").fill("crm-sync-key")
+            await page.get_by_label("Object types").fill("accounts")
+            await page.get_by_label("Rate limit (requests per second)").fill("5")
+            await page.get_by_label("CREATED").check()
+            await page.get_by_role("button", name="Add subscription").click()
+            await expect(page.get_by_role("status")).to_have_text("Added the subscription crm-sync.")
+            card = page.locator(".subscription").filter(has_text="CRM sync")
+            await expect(card).to_contain_text("object types accounts; events CREATED")
+            await expect(card).to_contain_text("5 requests/s")
+            assert "crm-sync-key" not in await page.content()
+            async with session.get(f"{gateway.api_url}/instances/{instance_id}/subscriptions") as response:
+                (stored,) = (await response.json())["subscriptions"]
+            assert stored["objectTypes"] == ["accounts"]
+            assert stored["eventTypes"] == ["CREATED"]
+            assert stored["rateLimit"] == 5
+
+            # Its endpoint refuses a new account until the event is dead-lettered; the callback has it.
+            record_id = insert(simulator, "accounts")
+            letters = f"{gateway.api_url}/instances/{instance_id}/deliveries?subscription=crm-sync"
+
+            async def dead_lettered() -> int:
+                async with session.get(letters) as response:
+                    count: int = (await response.json())["count"]
+                    return count
+
+            for _attempt in range(200):
+                if await dead_lettered():
+                    break
+                await page.wait_for_timeout(100)
+            assert await dead_lettered() == 1
+            refused = len(at_subscription(receiver, record_id))
+            assert refused == 4  # the first attempt and three retries
+            assert len(delivered(receiver, record_id)) == refused + 1  # the callback had it at once
+            subscription_up = True
+            await card.get_by_text("Recover failed deliveries").click()
+            since = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+            await card.get_by_label("Failed since (UTC)").fill(since)
+            await screenshot(page, "subscriptions")
+            await card.get_by_role("button", name="Recover").click()
+            await expect(page.get_by_role("status")).to_have_text("Recovered 1 dead letter of crm-sync.")
+            await wait_for(lambda: len(at_subscription(receiver, record_id)) == refused + 1)
+            assert await dead_lettered() == 0
+
+            await page.get_by_role("button", name="Remove CRM sync").click()
+            await expect(page.get_by_role("status")).to_have_text("Removed the subscription crm-sync.")
+            await expect(page.get_by_text("No subscriptions")).to_be_visible()
+            async with session.get(f"{gateway.api_url}/instances/{instance_id}/subscriptions") as response:
+                assert (await response.json())["subscriptions"] == []
+        await page.goto("about:blank")
