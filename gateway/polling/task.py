@@ -24,10 +24,9 @@ from gateway.polling.changes import Change, ChangeReader, EventType, Skipped, de
 from gateway.polling.checkpoint import Checkpoint, WindowFilter
 from gateway.polling.row_state import (
     RowStates,
+    Shapes,
     changed_columns,
     columns_of,
-    decode_state,
-    digests,
     encode_state,
     ignored_columns,
     row_key,
@@ -142,7 +141,7 @@ class ResourcePoller:
         self._clock = clock
         self._reader = ChangeReader(resource)
         self._rows = rows  # None: the gateway keeps no row state (GATEWAY_ROW_STATE=false)
-        self._ignored = ignored_columns(resource.dates.updated_field)
+        self._shapes = Shapes(ignored_columns(resource.dates.updated_field))
         self._committed_at: float | None = None
         self._deletes_checked_at = clock()
         self._event_topic = topics.events(resource.hub, resource.object_type)
@@ -296,7 +295,7 @@ class ResourcePoller:
         listed: set[str] = set()
         async for ids in self._source.row_ids(self.resource):
             listed.update(ids)
-        gone = [deleted(row_id) for row_id in rows.ids() if row_id not in listed and rows.get(row_id)]
+        gone = [deleted(row_id) for row_id in rows.ids() if row_id not in listed and rows.has(row_id)]
         if not gone:
             return
         for change in gone:
@@ -441,23 +440,20 @@ class ResourcePoller:
         if change.event_type is EventType.DELETED:
             rows.stage(object_id, None)
             return _Outgoing(change)
-        columns = columns_of(change.record)
-        current = digests(columns, self._ignored)
-        values = {name: columns[name] for name in current} if self.resource.previous_values else None
-        stored = rows.get(object_id)
-        if stored is None:
-            rows.stage(object_id, encode_state(current, values))
+        current = self._shapes.state_of(columns_of(change.record), keep_values=self.resource.previous_values)
+        before = rows.get(object_id)
+        if before is None:
+            rows.stage(object_id, current)
             return _Outgoing(change)
-        before, before_values = decode_state(stored, row_id=object_id)
         changed = changed_columns(before, current)
         if not changed:
             return None
-        rows.stage(object_id, encode_state(current, values))
+        rows.stage(object_id, current)
         if change.event_type is not EventType.UPDATED:
             return _Outgoing(change)
-        if before_values is None or values is None:
+        if before.previous is None or current.previous is None:
             return _Outgoing(change, changed)
-        return _Outgoing(change, changed, {name: before_values.get(name) for name in changed})
+        return _Outgoing(change, changed, {name: before.previous.get(name) for name in changed})
 
     def _gone(self, listed: set[str], *, skipped: int) -> list[_Outgoing]:
         """The rows last published that a resynchronisation's snapshot no longer holds: deleted."""
@@ -482,10 +478,15 @@ class ResourcePoller:
             return
         instance_id, resource = self.instance.id, self.resource.name
         no_headers: list[tuple[str, bytes]] = []  # aiokafka's batch builder takes a list, never a tuple
-        records: list[StateRecord] = [
-            (row_key(instance_id, resource, row_id), value, no_headers)
-            for row_id, value in self._rows.staged().items()
-        ]
+        # Encoded as they are sent: each record's bytes live only until its batch has them.
+        records: Iterator[StateRecord] = (
+            (
+                row_key(instance_id, resource, row_id),
+                None if state is None else encode_state(state),
+                no_headers,
+            )
+            for row_id, state in self._rows.staged().items()
+        )
         opened = await txn.get()
         await opened.send_many(self._topics.row_state, records, partition=self._placement.state_partition)
 
