@@ -31,7 +31,7 @@ def subscription_index(subscriptions: list[dict[str, Any]], subscription_id: str
     raise RequestProblem(404, [Problem("$", f"no subscription with id {subscription_id!r}")])
 
 
-async def save_subscriptions(
+async def _save(
     app: web.Application | ChainMapProxy,
     instance_id: str,
     subscriptions: list[dict[str, Any]],
@@ -61,19 +61,33 @@ async def list_subscriptions(request: web.Request) -> web.Response:
     return json_response({"subscriptions": [mask_body(s) for s in subscription_bodies(dict(body))]})
 
 
-async def create_subscription(request: web.Request) -> web.Response:
-    instance_id = request.match_info["id"]
-    subscriptions = subscription_bodies(dict(stored_body(request.app, instance_id)))
-    given = await read_json(request)
-    if not isinstance(given, dict):
-        raise RequestProblem(400, [Problem("$", "a subscription must be a JSON object")])
+async def add_subscription(
+    app: web.Application | ChainMapProxy, instance_id: str, given: dict[str, Any]
+) -> dict[str, Any]:
+    """Store `given` as the instance's last subscription, with an id made when it has none; the stored
+    subscription. Its problems are told at paths inside it; an id in use already is a 409."""
+    subscriptions = subscription_bodies(dict(stored_body(app, instance_id)))
     subscription = {"id": uuid.uuid4().hex[:12], **given}
     if any(s.get("id") == subscription["id"] for s in subscriptions):
         raise RequestProblem(409, [Problem("$.id", f"a subscription {subscription['id']!r} exists already")])
-    saved = await save_subscriptions(
-        request.app, instance_id, [*subscriptions, subscription], len(subscriptions)
-    )
-    return json_response(mask_body(saved[-1]), status=201)
+    saved = await _save(app, instance_id, [*subscriptions, subscription], len(subscriptions))
+    return saved[-1]
+
+
+async def remove_subscription(
+    app: web.Application | ChainMapProxy, instance_id: str, subscription_id: str
+) -> None:
+    subscriptions = subscription_bodies(dict(stored_body(app, instance_id)))
+    del subscriptions[subscription_index(subscriptions, subscription_id)]
+    await _save(app, instance_id, subscriptions, None)
+
+
+async def create_subscription(request: web.Request) -> web.Response:
+    given = await read_json(request)
+    if not isinstance(given, dict):
+        raise RequestProblem(400, [Problem("$", "a subscription must be a JSON object")])
+    saved = await add_subscription(request.app, request.match_info["id"], given)
+    return json_response(mask_body(saved), status=201)
 
 
 async def get_subscription(request: web.Request) -> web.Response:
@@ -93,15 +107,12 @@ async def patch_subscription(request: web.Request) -> web.Response:
         raise RequestProblem(400, [Problem("$", "a patch must be a JSON object (RFC 7396 merge patch)")])
     stored = subscriptions[index]
     subscriptions[index] = {**apply_patch(stored, unmasked_patch(patch, stored)), "id": subscription_id}
-    saved = await save_subscriptions(request.app, instance_id, subscriptions, index)
+    saved = await _save(request.app, instance_id, subscriptions, index)
     return json_response(mask_body(saved[index]))
 
 
 async def delete_subscription(request: web.Request) -> web.Response:
-    instance_id = request.match_info["id"]
-    subscriptions = subscription_bodies(dict(stored_body(request.app, instance_id)))
-    del subscriptions[subscription_index(subscriptions, request.match_info["sid"])]
-    await save_subscriptions(request.app, instance_id, subscriptions, None)
+    await remove_subscription(request.app, request.match_info["id"], request.match_info["sid"])
     return web.Response(status=204)
 
 

@@ -8,7 +8,6 @@ from a page of this origin, and a signed-in one must carry its session's CSRF to
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
@@ -43,7 +42,12 @@ from gateway.api.rates import RATES
 from gateway.api.responses import RequestProblem
 from gateway.api.status import POLL_STATUS, instance_status
 from gateway.api.stream import stream_events
-from gateway.api.subscriptions import save_subscriptions, subscription_bodies
+from gateway.api.subscriptions import (
+    add_subscription,
+    remove_subscription,
+    subscription_bodies,
+    subscription_index,
+)
 from gateway.api.test_event import send_test_event
 from gateway.delivery.history import STATUSES, Status
 from gateway.errors import InstanceValidationError, Problem, ProblemsError, PublishError
@@ -362,38 +366,33 @@ async def _add_subscription(request: web.Request) -> web.Response:
     """Add the posted subscription as POST /instances/{id}/subscriptions would, or show the form
     again with each problem beside its field."""
     instance_id = request.match_info["id"]
-    subscriptions = subscription_bodies(dict(_found(request, instance_id)))
+    _found(request, instance_id)
     state, subscription = read_subscription_form(await request.post())
-    subscription.setdefault("id", uuid.uuid4().hex[:12])
-    if any(s.get("id") == subscription["id"] for s in subscriptions):
-        place_subscription_problems(state, [Problem("$.id", "a subscription with this id exists already")])
-        return _subscriptions_page(request, state, status=409)
     try:
-        await save_subscriptions(
-            request.config_dict, instance_id, [*subscriptions, subscription], len(subscriptions)
-        )
+        added = await add_subscription(request.config_dict, instance_id, subscription)
     except RequestProblem as invalid:
         place_subscription_problems(state, invalid.problems)
-        return _subscriptions_page(request, state, status=400)
-    raise web.HTTPSeeOther(_subscriptions_url(instance_id, added=subscription["id"]))
+        return _subscriptions_page(request, state, status=invalid.status)
+    raise web.HTTPSeeOther(_subscriptions_url(instance_id, added=added["id"]))
 
 
 async def _remove_subscription(request: web.Request) -> web.Response:
     instance_id, subscription_id = request.match_info["id"], request.match_info["sid"]
-    subscriptions = subscription_bodies(dict(_found(request, instance_id)))
-    kept = [s for s in subscriptions if s.get("id") != subscription_id]
-    if len(kept) == len(subscriptions):
-        raise web.HTTPNotFound(text=f"no subscription with id {subscription_id!r}")
-    await save_subscriptions(request.config_dict, instance_id, kept, None)
+    _found(request, instance_id)
+    try:
+        await remove_subscription(request.config_dict, instance_id, subscription_id)
+    except RequestProblem as refused:
+        return web.Response(status=refused.status, text=str(refused))
     raise web.HTTPSeeOther(_subscriptions_url(instance_id, removed=subscription_id))
 
 
 async def _recover_subscription(request: web.Request) -> web.Response:
     """Send again what the subscription dead-lettered between the two times, as its API route does."""
     instance_id, subscription_id = request.match_info["id"], request.match_info["sid"]
-    subscriptions = subscription_bodies(dict(_found(request, instance_id)))
-    if not any(s.get("id") == subscription_id for s in subscriptions):
-        raise web.HTTPNotFound(text=f"no subscription with id {subscription_id!r}")
+    try:
+        subscription_index(subscription_bodies(dict(_found(request, instance_id))), subscription_id)
+    except RequestProblem as missing:
+        return web.Response(status=missing.status, text=str(missing))
     form = await request.post()
     since_ms = _since_ms(str(form.get("since", "")))
     if since_ms is None:
