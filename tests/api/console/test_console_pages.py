@@ -275,6 +275,21 @@ async def test_an_instance_whose_polls_fail_shows_a_red_dot_and_the_error(
     await screenshot(page, "instances-failing")
 
 
+async def accounts_instance(gateway: RunningGateway, simulator: Simulator, callback: str, name: str) -> str:
+    """The id of a new instance, made through the API, polling the simulator's accounts."""
+    body = only(seed_instance("2016", simulator), "accounts")
+    body["configuration"]["event.notification.callback.url"] = callback
+    body["name"] = name
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.post(f"{gateway.api_url}/instances", json=body) as response,
+    ):
+        assert response.status == 201
+        instance_id: str = (await response.json())["id"]
+        return instance_id
+
+
 def delivered(receiver: Receiver, record_id: str) -> list[Hit]:
     return [hit for hit in receiver.hits if record_id in hit.body.decode()]
 
@@ -291,16 +306,7 @@ async def test_a_failing_delivery_is_dead_lettered_with_its_attempts_and_a_repla
         receiving(down_until_fixed) as receiver,
         start_gateway(delivery_settings(settings), registry=registry) as gateway,
     ):
-        body = only(seed_instance("2016", simulator), "accounts")
-        body["configuration"]["event.notification.callback.url"] = receiver.url
-        body["name"] = "breaking-receiver"
-        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        async with (
-            aiohttp.ClientSession(headers=headers) as session,
-            session.post(f"{gateway.api_url}/instances", json=body) as response,
-        ):
-            assert response.status == 201
-            instance_id = (await response.json())["id"]
+        instance_id = await accounts_instance(gateway, simulator, receiver.url, "breaking-receiver")
         await sign_in(page, gateway)
         await page.get_by_role("link", name="breaking-receiver").click()
         await page.get_by_role("button", name="Send test event").click()
@@ -413,14 +419,9 @@ async def test_a_subscription_is_added_with_its_problems_beside_their_fields_rec
         receiving(subscription_down_until_fixed) as receiver,
         start_gateway(delivery_settings(settings), registry=registry) as gateway,
     ):
-        body = only(seed_instance("2016", simulator), "accounts")
-        body["configuration"]["event.notification.callback.url"] = receiver.url
-        body["name"] = "with-subscriptions"
+        instance_id = await accounts_instance(gateway, simulator, receiver.url, "with-subscriptions")
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         async with aiohttp.ClientSession(headers=headers) as session:
-            async with session.post(f"{gateway.api_url}/instances", json=body) as response:
-                assert response.status == 201
-                instance_id = (await response.json())["id"]
             await sign_in(page, gateway)
             await page.get_by_role("link", name="with-subscriptions").click()
             await page.get_by_role("link", name="Subscriptions").click()
@@ -450,6 +451,13 @@ async def test_a_subscription_is_added_with_its_problems_beside_their_fields_rec
             await expect(card).to_contain_text("object types accounts; events CREATED")
             await expect(card).to_contain_text("5 requests/s")
             assert "crm-sync-key" not in await page.content()
+            await page.get_by_label("Subscription id").fill("crm-sync")
+            await page.get_by_label("Callback URL").fill(receiver.url)
+            await page.get_by_role("button", name="Add subscription").click()
+            await expect(page.locator("#error-f-id")).to_contain_text(
+                "a subscription 'crm-sync' exists already"
+            )
+            await expect(page.locator(".subscription")).to_have_count(1)
             async with session.get(f"{gateway.api_url}/instances/{instance_id}/subscriptions") as response:
                 (stored,) = (await response.json())["subscriptions"]
             assert stored["objectTypes"] == ["accounts"]
@@ -460,16 +468,11 @@ async def test_a_subscription_is_added_with_its_problems_beside_their_fields_rec
             record_id = insert(simulator, "accounts")
             letters = f"{gateway.api_url}/instances/{instance_id}/deliveries?subscription=crm-sync"
 
-            async def dead_lettered() -> int:
+            async def dead_lettered(count: int) -> bool:
                 async with session.get(letters) as response:
-                    count: int = (await response.json())["count"]
-                    return count
+                    return bool((await response.json())["count"] == count)
 
-            for _attempt in range(200):
-                if await dead_lettered():
-                    break
-                await page.wait_for_timeout(100)
-            assert await dead_lettered() == 1
+            await wait_for(lambda: dead_lettered(1))
             refused = len(at_subscription(receiver, record_id))
             assert refused == 4  # the first attempt and three retries
             assert len(delivered(receiver, record_id)) == refused + 1  # the callback had it at once
@@ -481,7 +484,7 @@ async def test_a_subscription_is_added_with_its_problems_beside_their_fields_rec
             await card.get_by_role("button", name="Recover").click()
             await expect(page.get_by_role("status")).to_have_text("Recovered 1 dead letter of crm-sync.")
             await wait_for(lambda: len(at_subscription(receiver, record_id)) == refused + 1)
-            assert await dead_lettered() == 0
+            assert await dead_lettered(0)
 
             await page.get_by_role("button", name="Remove CRM sync").click()
             await expect(page.get_by_role("status")).to_have_text("Removed the subscription crm-sync.")
