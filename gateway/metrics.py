@@ -312,8 +312,8 @@ class DeliveryMetrics:
         )
         self.dead_letters = Counter(
             "gateway_delivery_dead_letters_total",
-            "Events dead-lettered, by reason (retries-exhausted, endpoint-gone, callback-refused, "
-            "not-deliverable).",
+            "Events dead-lettered, by reason (retries-exhausted, endpoint-gone, endpoint-disabled, "
+            "callback-refused, not-deliverable).",
             ["reason"],
             registry=registry,
         )
@@ -327,7 +327,8 @@ class DeliveryMetrics:
         self.alerts = Counter(
             "gateway_delivery_alerts_total",
             "Alerts raised, by kind (delivery.exhausted: an event's retries ran out; endpoint.disabled: "
-            "a callback answered 410 Gone), whether or not an alerts subscription receives them.",
+            "an endpoint answered 410 Gone or failed too long), whether or not an alerts subscription "
+            "receives them.",
             ["kind"],
             registry=registry,
         )
@@ -355,7 +356,14 @@ class DeliveryMetrics:
         )
         self.disabled_instances = Gauge(
             "gateway_delivery_disabled_instances",
-            "Instances whose notifications a 410 Gone disabled, until their next change.",
+            "Endpoints (instance callbacks and subscriptions) disabled by a 410 Gone or by failing "
+            "longer than GATEWAY_DELIVERY_DISABLE_AFTER_HOURS, until their instance changes.",
+            registry=registry,
+        )
+        self.failing_endpoints = Gauge(
+            "gateway_delivery_failing_endpoints",
+            "Endpoints whose every attempt failed since their last delivery: the ones an outage of "
+            "GATEWAY_DELIVERY_DISABLE_AFTER_HOURS would disable.",
             registry=registry,
         )
         self.instance_attempts: Counter | None = None

@@ -192,6 +192,12 @@ class Settings(BaseSettings):
         description="How long each webhook's status and attempts are kept for the deliveries API and the "
         "console (the `<state_prefix>.deliveries` topic); 0 keeps no history.",
     )
+    delivery_disable_after_hours: float = Field(
+        120.0,
+        ge=0,
+        description="How long every attempt to an endpoint (a callback or a subscription) may fail before "
+        "it is disabled until its instance changes, as Svix does after five days; 0 never disables.",
+    )
     metrics_per_instance: bool = Field(
         False,
         description="Label checkpoint ages and webhook attempts per instance: one series per instance.",
@@ -226,6 +232,7 @@ class Settings(BaseSettings):
             breaker_failures=self.delivery_breaker_failures,
             breaker_cooldown_seconds=self.delivery_breaker_cooldown_seconds,
             history_retention_hours=self.delivery_history_retention_hours,
+            disable_after_hours=self.delivery_disable_after_hours,
             signature_rotation_grace_seconds=self.signature_rotation_grace_seconds,
             shutdown_timeout_seconds=self.shutdown_timeout_seconds,
             metrics_per_instance=self.metrics_per_instance,
@@ -329,6 +336,7 @@ class DeliverySettings:
     breaker_failures: int
     breaker_cooldown_seconds: float
     history_retention_hours: float
+    disable_after_hours: float
     signature_rotation_grace_seconds: float
     shutdown_timeout_seconds: float
     metrics_per_instance: bool

@@ -8,8 +8,8 @@ target replaces older ones.
 
 A replay writes each chosen event to the replay tier (due at once, attempt count reset, history
 kept) and a tombstone for its dead letter, in one transaction: a replayed event is neither lost nor
-listed any more. Events of an instance a 410 disabled go straight back to the dead letters until a
-PATCH re-enables it, so PATCH first, then replay.
+listed any more. Events of an endpoint that is disabled (a 410, or failing too long) go straight back
+to the dead letters until a PATCH re-enables it, so PATCH first, then replay.
 """
 
 from __future__ import annotations
@@ -42,7 +42,13 @@ from gateway.metrics import DeliveryMetrics, KafkaMetrics
 
 logger = logging.getLogger(__name__)
 
-REASONS = ("retries-exhausted", "endpoint-gone", "callback-refused", "not-deliverable")
+REASONS = (
+    "retries-exhausted",
+    "endpoint-gone",
+    "endpoint-disabled",
+    "callback-refused",
+    "not-deliverable",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from aiokafka.structs import ConsumerRecord
 from gateway.delivery.alerts import Alert, AlertKind, alert_outputs, alert_recipients, is_alert
 from gateway.delivery.attempt import WebhookRequest, build_request, send
 from gateway.delivery.dead_letters import DeadLetter
-from gateway.delivery.gone import DisabledInstances
+from gateway.delivery.endpoint_state import Cause, Disabled, EndpointStates
 from gateway.delivery.history import DeliveryRecord, Status
 from gateway.delivery.host_slots import HostSlots
 from gateway.delivery.outputs import Output
@@ -31,7 +31,7 @@ from gateway.delivery.rate_limits import RateLimits
 from gateway.delivery.retry import AttemptRecord, Origin, Parked, RetryPolicy, event_headers, read_parked
 from gateway.delivery.topic_names import DeliveryTopics
 from gateway.errors import CallbackGone, CallbackRefused, DeliveryError, EventDecodeError, InvalidSigningKey
-from gateway.events import ChangeEvent
+from gateway.events import ChangeEvent, rfc3339
 from gateway.instances.model import Instance, Notification
 from gateway.metrics import DeliveryMetrics
 
@@ -50,6 +50,7 @@ class HandlerConfig:
     dead_letter_partitions: int  # also the delivery history's
     history: bool  # write the delivery history (`history.py`)
     unknown_instance_grace: float  # how long an unknown instance id may be one not yet read
+    disable_after: float | None  # seconds of failing attempts that disable an endpoint; None: never
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,7 @@ class _Target:
     rate_limit: float | None = None  # requests per second
 
     def state_key(self, instance_id: str) -> str:
-        """The key of its 410 Gone marker: each subscription is disabled on its own."""
+        """Its key in the delivery-state topic: each subscription fails and is disabled on its own."""
         return instance_id if self.subscription_id is None else f"{instance_id}/{self.subscription_id}"
 
     def endpoint(self, host: str, instance_id: str) -> str:
@@ -126,7 +127,7 @@ class _Try:
     ms: int | None  # how long its request took; None when none was made
     endpoint: str  # its key in the host slots
     revision: str
-    state_key: str  # where a 410 Gone marks the target disabled
+    state_key: str  # its endpoint's key in the delivery-state topic
 
 
 class _Timing:
@@ -143,6 +144,13 @@ class _Timing:
         self.ms = int(seconds * 1000)
 
 
+_REASONS: dict[Cause, str] = {"gone": "endpoint-gone", "outage": "endpoint-disabled"}  # dead letters
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
+
+
 def _status_class(status: int | None) -> str:
     return "none" if status is None else f"{status // 100}xx"
 
@@ -156,7 +164,7 @@ class RecordHandler:
         policy: RetryPolicy,
         topics: DeliveryTopics,
         instances: InstanceLookup,
-        disabled: DisabledInstances,
+        endpoints: EndpointStates,
         metrics: DeliveryMetrics,
         config: HandlerConfig,
         clock: Callable[[], float] = time.time,
@@ -167,7 +175,7 @@ class RecordHandler:
         self._policy = policy
         self._topics = topics
         self._instances = instances
-        self._disabled = disabled
+        self._endpoints = endpoints
         self._metrics = metrics
         self._config = config
         self._clock = clock
@@ -211,17 +219,17 @@ class RecordHandler:
         delivery = replace(delivery, subscription_id=target.subscription_id)
         state_key = target.state_key(delivery.event.instance_id)
         outputs: list[Output] = []
-        revision = self._disabled.revision(instance)
-        status = self._disabled.status(state_key, revision)
+        revision = self._endpoints.revision(instance)
+        status = self._endpoints.status(state_key, revision)
         history = list(delivery.parked.history) if delivery.parked else []
         attempts = delivery.parked.attempts if delivery.parked else 0
-        if status == "disabled":
-            detail = (
-                "notifications are disabled: the callback answered 410 Gone; PATCH the instance, then replay"
-            )
-            return self._dead_letter(delivery, "endpoint-gone", detail, attempts, history)
+        marker = self._endpoints.disabled(state_key)
+        if status == "disabled" and marker is not None:
+            why = "it answered 410 Gone" if marker.cause == "gone" else "its attempts failed too long"
+            detail = f"the endpoint is disabled: {why}; PATCH the instance, then replay"
+            return self._dead_letter(delivery, _REASONS[marker.cause], detail, attempts, history)
         if status == "lifted":
-            outputs.append(self._disabled.lift(state_key))
+            outputs.append(self._endpoints.lift(state_key))
         while True:
             attempts += 1
             at = self._clock()
@@ -242,6 +250,8 @@ class RecordHandler:
                     await self._rate_limits.wait_turn(state_key, target.rate_limit)
                 status_code = await self._attempt(request, endpoint, timing)
             except DeliveryError as exc:
+                if exc.attempted and exc.retriable:
+                    outputs.extend(self._endpoints.failed(state_key, int(at * 1000)))
                 step = self._after_failure(
                     delivery, exc, _Try(attempts, at, timing.ms, endpoint, revision, state_key), history
                 )
@@ -261,6 +271,7 @@ class RecordHandler:
                     continue
                 return (*outputs, *step)
             self._count("delivered", status_code, delivery)
+            outputs.extend(self._endpoints.succeeded(state_key))
             self._observe_end_to_end(delivery.event)
             history.append(AttemptRecord(attempts, int(at * 1000), "delivered", status_code, None, timing.ms))
             return (*outputs, *self._history(delivery, "delivered", attempts, history, None))
@@ -283,17 +294,12 @@ class RecordHandler:
             )
         )
         if exc.disables_instance:
-            at_ms = int(attempt.at * 1000)
-            # Concurrent deliveries to the endpoint may all see the 410: the first one raises the alert.
-            newly = self._disabled.status(attempt.state_key, attempt.revision) != "disabled"
-            marker = self._disabled.disable(attempt.state_key, attempt.revision, status=410, at_ms=at_ms)
-            reason, detail = exc.dead_letter_reason, str(exc)
-            alert = (
-                self._alert("endpoint.disabled", delivery, reason, detail, attempt.number) if newly else ()
-            )
-            return (marker, *self._dead_letter(delivery, reason, detail, attempt.number, history), *alert)
+            return self._disable(delivery, "gone", str(exc), exc, attempt, history)
         if not exc.retriable:
             return self._dead_letter(delivery, exc.dead_letter_reason, str(exc), attempt.number, history)
+        outage = self._outage(attempt)
+        if outage is not None:
+            return self._disable(delivery, "outage", f"{outage}; the last: {exc}", exc, attempt, history)
         may_wait = exc.retries_inline and not self._host_slots.is_open(attempt.endpoint)
         retry = self._policy.next(
             attempt.number, retry_after=exc.retry_after, may_wait_inline=may_wait, rng=self._rng
@@ -307,6 +313,32 @@ class RecordHandler:
         if retry.inline:
             return retry.delay
         return self._park(delivery, attempt.number, history, retry.delay, retry.tier)
+
+    def _outage(self, attempt: _Try) -> str | None:
+        """What disables the attempt's endpoint for failing too long, if it has."""
+        limit = self._config.disable_after
+        since_ms = self._endpoints.failing_since(attempt.state_key)
+        if limit is None or since_ms is None or attempt.at - since_ms / 1000 < limit:
+            return None
+        return f"every attempt since {rfc3339(since_ms)} failed, longer than {_duration(limit)}"
+
+    def _disable(
+        self,
+        delivery: _Delivery,
+        cause: Cause,
+        detail: str,
+        exc: DeliveryError,
+        attempt: _Try,
+        history: list[AttemptRecord],
+    ) -> tuple[Output, ...]:
+        """Disable the attempt's endpoint, dead-letter the event and alert the operators."""
+        # Concurrent deliveries to the endpoint may all disable it: the first one raises the alert.
+        newly = self._endpoints.status(attempt.state_key, attempt.revision) != "disabled"
+        marker = Disabled(cause, attempt.revision, exc.status, int(attempt.at * 1000))
+        state = self._endpoints.disable(attempt.state_key, marker)
+        reason = _REASONS[cause]
+        alert = self._alert("endpoint.disabled", delivery, reason, detail, attempt.number) if newly else ()
+        return (state, *self._dead_letter(delivery, reason, detail, attempt.number, history), *alert)
 
     async def _attempt(self, request: WebhookRequest, endpoint: str, timing: _Timing) -> int:
         slots = self._host_slots

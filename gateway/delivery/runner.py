@@ -2,7 +2,7 @@
 `open_dead_letters` gives the role `api`, which serves the API without delivering, its dead letters.
 
 `Deliverer` builds, on entry, the pieces of `gateway.delivery` around one consumer of the delivery
-group: the disabled-instance state, the webhook session, a transactional writer per partition held
+group: the endpoints' delivery state, the webhook session, a transactional writer per partition held
 (`PartitionWriters`), the dead letters, the `RecordHandler` and `HostSlots` that make each attempt,
 the `DeliveryReader` that feeds them and the `Committer` that commits what finished. Reading and
 committing run as one vital task of the watchdog. `retry_policy` and `delivery_topics` derive the
@@ -20,7 +20,7 @@ Shutdown, in order: stop the read and commit task; let deliveries in flight fini
 `drain_grace` and cancel the rest; commit what finished, within `last_commit_grace`; then stop the
 consumer (a dynamic member leaves the group; a static one keeps its place, and `Departure` removes
 it if it goes for good), the dead letters, the partition writers, the webhook session and the
-disabled-instance state.
+endpoints' delivery state.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from gateway.delivery.attempt import webhook_session
 from gateway.delivery.committer import Committer
 from gateway.delivery.consumer import DeliveryReader
 from gateway.delivery.dead_letters import DeadLetters
+from gateway.delivery.endpoint_state import EndpointStates, RevisionLookup
 from gateway.delivery.fencing import PartitionWriters
-from gateway.delivery.gone import DisabledInstances, RevisionLookup
 from gateway.delivery.handler import HandlerConfig, InstanceLookup, RecordHandler
 from gateway.delivery.host_slots import HostSlots
 from gateway.delivery.offsets import Windows
@@ -161,8 +161,8 @@ class Deliverer:
         settings, layout = self._settings, self._layout
         bootstrap = settings.kafka_bootstrap_servers
         partitions = settings.topic_partitions
-        disabled = await stack.enter_async_context(
-            DisabledInstances(
+        endpoints = await stack.enter_async_context(
+            EndpointStates(
                 bootstrap_servers=bootstrap,
                 topic=layout.state,
                 partitions=partitions,
@@ -223,7 +223,7 @@ class Deliverer:
             policy=policy,
             topics=layout,
             instances=self._instances,
-            disabled=disabled,
+            endpoints=endpoints,
             metrics=self._metrics,
             config=HandlerConfig(
                 timeout=settings.timeout_seconds,
@@ -232,6 +232,7 @@ class Deliverer:
                 dead_letter_partitions=partitions,
                 history=settings.history_retention_hours > 0,
                 unknown_instance_grace=self._unknown_instance_grace,
+                disable_after=settings.disable_after_hours * 3600 or None,
             ),
         )
         self._reader = DeliveryReader(
@@ -298,7 +299,7 @@ async def start_deliverer(
 
     `instances(id)` is the current validated instance or None (deleted, invalid); it is called for
     every event, so a dict's `get` is right. `revisions(id)`, optional, is the stored body's
-    `updatedDate`, which lets any PATCH lift a 410's disabling (without it, only a change of the
+    `updatedDate`, which lets any PATCH lift an endpoint's disabling (without it, only a change of the
     configuration does). `unknown_instance_grace` is how long an event waits for an instance id
     this replica has not read yet before it is dropped as deleted.
     """

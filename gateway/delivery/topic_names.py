@@ -10,8 +10,9 @@
 - Dead letters `<state_prefix>.dead-letters`, compacted, keyed `<instanceId>/<eventId>` and
   partitioned by instance id, so one instance's dead letters are read from one partition and a
   replay deletes its entry with a tombstone.
-- Delivery state `<state_prefix>.delivery-state`, compacted, keyed by instance id: the instances a
-  410 Gone disabled.
+- Delivery state `<state_prefix>.delivery-state`, compacted, keyed by endpoint (`<instanceId>` or
+  `<instanceId>/<subscriptionId>`): since when each has been failing, or that it is disabled
+  (`endpoint_state.py`).
 - Delivery history `<state_prefix>.deliveries`, compacted and time-limited, keyed
   `<instanceId>/<eventId>` and partitioned by instance id: each event's status and attempts
   (`history.py`).

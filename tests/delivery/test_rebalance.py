@@ -13,7 +13,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
-from gateway.delivery.gone import DisabledInstances
+from gateway.delivery.endpoint_state import EndpointStates
 from gateway.delivery.handler import HandlerConfig, RecordHandler
 from gateway.delivery.host_slots import HostSlots
 from gateway.delivery.runner import delivery_topics, ensure_delivery_topics, retry_policy
@@ -106,13 +106,13 @@ async def test_a_record_of_a_partition_being_handed_over_makes_no_further_attemp
             history_retention_hours=settings.delivery_history_retention_hours,
         )
         async with (
-            DisabledInstances(
+            EndpointStates(
                 bootstrap_servers=settings.kafka_bootstrap_servers,
                 topic=layout.state,
                 partitions=settings.delivery_topic_partitions,
                 metrics=metrics,
                 watchdog=Watchdog(TaskMetrics(registry)),
-            ) as disabled,
+            ) as endpoints,
             aiohttp.ClientSession(connector=GuardedConnector(allowed=LOOPBACK)) as session,
         ):
             handler = RecordHandler(
@@ -129,7 +129,7 @@ async def test_a_record_of_a_partition_being_handed_over_makes_no_further_attemp
                 policy=retry_policy(settings.delivery()),
                 topics=layout,
                 instances={"inst-1": webhook_instance("inst-1", receiver.url)}.get,
-                disabled=disabled,
+                endpoints=endpoints,
                 metrics=metrics,
                 config=HandlerConfig(
                     timeout=1.0,
@@ -138,6 +138,7 @@ async def test_a_record_of_a_partition_being_handed_over_makes_no_further_attemp
                     dead_letter_partitions=settings.delivery_topic_partitions,
                     history=True,
                     unknown_instance_grace=0.0,
+                    disable_after=None,
                 ),
             )
             value, headers = encode(change("inst-1", 1))

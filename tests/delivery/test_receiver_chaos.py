@@ -30,6 +30,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from gateway.delivery.dead_letters import REASONS
 from gateway.runtime import RunningGateway
 from gateway.settings import Settings
 from gateway.sim import Simulator
@@ -199,8 +200,7 @@ async def test_receiver_chaos_every_change_is_delivered_signed_or_dead_lettered(
 
         def accounted() -> bool:
             dead = sum(
-                sample(registry, "gateway_delivery_dead_letters_total", reason=reason)
-                for reason in ("retries-exhausted", "endpoint-gone", "callback-refused", "not-deliverable")
+                sample(registry, "gateway_delivery_dead_letters_total", reason=reason) for reason in REASONS
             )
             return len(delivered_ids() & published_ids) + dead >= len(published_ids)
 

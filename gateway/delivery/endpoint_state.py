@@ -1,0 +1,199 @@
+"""Each endpoint's delivery state, kept in the compacted delivery-state topic: failing since when,
+or disabled, and why.
+
+An endpoint is an instance's own callback (keyed by the instance id) or one of its subscriptions
+(`<instanceId>/<subscriptionId>`). Its record is one of:
+
+- none (a tombstone): healthy;
+- `{"failingSince": ms}`: every attempt since then failed, which a success ends;
+- `{"disabled": true, "cause": "gone" | "outage", "revision": ..., "status": ..., "atMs": ms}`:
+  disabled by a 410 Gone, or by failing for `GATEWAY_DELIVERY_DISABLE_AFTER_HOURS` (Svix's rule,
+  five days by default), at the instance's revision then. A record without `cause` is a 410's.
+
+While the instance keeps that revision the endpoint's events are dead-lettered (reason
+`endpoint-gone` or `endpoint-disabled`) without a request, so a replay can send them once the
+receiver is back. Any change of the instance (a PATCH) gives it a new revision, which lifts the
+marker: the next event of the endpoint writes a tombstone.
+
+The revision is the stored body's `updatedDate` when the caller can tell it (`RevisionLookup`),
+since every PATCH sets it; otherwise a digest of the instance's configuration without its secrets
+(a PATCH that changes nothing then does not re-enable).
+
+Every deliverer replica tails the topic. A replica also changes its own view at once; the record
+itself is written with the offset commit of the event that changed it. Replicas delivering to one
+endpoint at the same moment may each start its failing streak before reading the other's, the later
+start then winning: an outage is measured from within that much of its first failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+import orjson
+
+from gateway.delivery.outputs import Output
+from gateway.instances import SECRET_KEYS
+from gateway.instances.model import Instance
+from gateway.kafka.compacted import CompactedTopicTable
+from gateway.kafka.partitioning import state_partition
+from gateway.metrics import DeliveryMetrics
+from gateway.tasks import Watchdog
+
+logger = logging.getLogger(__name__)
+
+RevisionLookup = Callable[[str], str | None]
+Status = Literal["enabled", "disabled", "lifted"]
+Cause = Literal["gone", "outage"]
+
+
+@dataclass(frozen=True, slots=True)
+class Disabled:
+    cause: Cause
+    revision: str
+    status: int | None  # the receiver's last answer; None when it gave none (a timeout)
+    at_ms: int
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "disabled": True,
+                "cause": self.cause,
+                "revision": self.revision,
+                "status": self.status,
+                "atMs": self.at_ms,
+            }
+        )
+
+
+def _read(value: bytes) -> Disabled | int:
+    """A record's marker, or the start (epoch ms) of the failing streak it records."""
+    data = orjson.loads(value)
+    if not data.get("disabled"):
+        return int(data["failingSince"])
+    cause: Cause = "outage" if data.get("cause") == "outage" else "gone"
+    status = data.get("status")
+    return Disabled(cause, str(data["revision"]), None if status is None else int(status), int(data["atMs"]))
+
+
+def configuration_digest(instance: Instance) -> str:
+    public = {k: v for k, v in instance.configuration.items() if k not in SECRET_KEYS}
+    canonical = orjson.dumps(public, option=orjson.OPT_SORT_KEYS, default=str)
+    return "config:" + hashlib.sha256(canonical).hexdigest()[:32]
+
+
+class EndpointStates:
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        topic: str,
+        partitions: int,
+        metrics: DeliveryMetrics,
+        watchdog: Watchdog,
+        revisions: RevisionLookup | None = None,
+    ) -> None:
+        self._topic = topic
+        self._partitions = partitions
+        self._metrics = metrics
+        self._revisions = revisions
+        self._disabled: dict[str, Disabled] = {}
+        self._failing: dict[str, int] = {}  # endpoint -> start of its failing streak, epoch ms
+        self._table = CompactedTopicTable(
+            bootstrap_servers=bootstrap_servers,
+            topic=topic,
+            partitions=partitions,
+            listener=self._on_record,
+            watchdog=watchdog,
+        )
+
+    async def __aenter__(self) -> EndpointStates:
+        await self._table.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._table.__aexit__(exc_type, exc, tb)
+
+    def revision(self, instance: Instance) -> str:
+        updated = None if self._revisions is None else self._revisions(instance.id)
+        return f"updated:{updated}" if updated else configuration_digest(instance)
+
+    def status(self, endpoint: str, revision: str) -> Status:
+        marker = self._disabled.get(endpoint)
+        if marker is None:
+            return "enabled"
+        return "disabled" if marker.revision == revision else "lifted"
+
+    def disabled(self, endpoint: str) -> Disabled | None:
+        return self._disabled.get(endpoint)
+
+    def failing_since(self, endpoint: str) -> int | None:
+        return self._failing.get(endpoint)
+
+    def disable(self, endpoint: str, marker: Disabled) -> Output:
+        if endpoint not in self._disabled:
+            logger.warning(
+                "endpoint disabled (%s, last status %s): notifications stop until the instance changes",
+                marker.cause,
+                marker.status,
+                extra={"instance_id": endpoint},
+            )
+        self._failing.pop(endpoint, None)
+        self._disabled[endpoint] = marker
+        self._count()
+        return self._output(endpoint, marker.to_json())
+
+    def lift(self, endpoint: str) -> Output:
+        """Forget the marker of a changed instance; the tombstone goes with the caller's commit."""
+        if self._disabled.pop(endpoint, None) is not None:
+            logger.info("instance changed: notifications enabled again", extra={"instance_id": endpoint})
+            self._count()
+        return self._output(endpoint, None)
+
+    def failed(self, endpoint: str, at_ms: int) -> tuple[Output, ...]:
+        """Note a failed attempt: the record that starts the endpoint's failing streak, if this one does."""
+        if endpoint in self._failing:
+            return ()
+        self._failing[endpoint] = at_ms
+        self._count()
+        return (self._output(endpoint, orjson.dumps({"failingSince": at_ms})),)
+
+    def succeeded(self, endpoint: str) -> tuple[Output, ...]:
+        """Note a delivery: the tombstone that ends the endpoint's failing streak, if it had one."""
+        if self._failing.pop(endpoint, None) is None:
+            return ()
+        self._count()
+        return (self._output(endpoint, None),)
+
+    def _output(self, endpoint: str, value: bytes | None) -> Output:
+        return Output(
+            topic=self._topic,
+            key=endpoint.encode(),
+            value=value,
+            partition=state_partition(endpoint, self._partitions),
+        )
+
+    def _count(self) -> None:
+        self._metrics.disabled_instances.set(len(self._disabled))
+        self._metrics.failing_endpoints.set(len(self._failing))
+
+    async def _on_record(self, key: str, value: bytes | None) -> None:
+        self._disabled.pop(key, None)
+        self._failing.pop(key, None)
+        if value is not None:
+            try:
+                state = _read(value)
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                logger.warning("ignoring a malformed delivery-state record", extra={"instance_id": key})
+            else:
+                if isinstance(state, Disabled):
+                    self._disabled[key] = state
+                else:
+                    self._failing[key] = state
+        self._count()
