@@ -31,7 +31,6 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Literal
 
 import orjson
@@ -39,10 +38,8 @@ import orjson
 from gateway.delivery.outputs import Output
 from gateway.instances import SECRET_KEYS
 from gateway.instances.model import Instance
-from gateway.kafka.compacted import CompactedTopicTable
 from gateway.kafka.partitioning import state_partition
 from gateway.metrics import DeliveryMetrics
-from gateway.tasks import Watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -87,14 +84,16 @@ def configuration_digest(instance: Instance) -> str:
 
 
 class EndpointStates:
+    """The endpoints' states as this replica knows them. `apply_record` takes in the topic's records
+    (a `CompactedTopicTable` tailing it calls it); the methods that change a state give the record
+    to write with the caller's commit."""
+
     def __init__(
         self,
         *,
-        bootstrap_servers: str,
         topic: str,
         partitions: int,
         metrics: DeliveryMetrics,
-        watchdog: Watchdog,
         revisions: RevisionLookup | None = None,
     ) -> None:
         self._topic = topic
@@ -103,22 +102,6 @@ class EndpointStates:
         self._revisions = revisions
         self._disabled: dict[str, Disabled] = {}
         self._failing: dict[str, int] = {}  # endpoint -> start of its failing streak, epoch ms
-        self._table = CompactedTopicTable(
-            bootstrap_servers=bootstrap_servers,
-            topic=topic,
-            partitions=partitions,
-            listener=self._on_record,
-            watchdog=watchdog,
-        )
-
-    async def __aenter__(self) -> EndpointStates:
-        await self._table.__aenter__()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._table.__aexit__(exc_type, exc, tb)
 
     def revision(self, instance: Instance) -> str:
         updated = None if self._revisions is None else self._revisions(instance.id)
@@ -149,16 +132,19 @@ class EndpointStates:
         self._count()
         return self._output(endpoint, marker.to_json())
 
-    def lift(self, endpoint: str) -> Output:
-        """Forget the marker of a changed instance; the tombstone goes with the caller's commit."""
-        if self._disabled.pop(endpoint, None) is not None:
-            logger.info("instance changed: notifications enabled again", extra={"instance_id": endpoint})
-            self._count()
-        return self._output(endpoint, None)
+    def lift(self, endpoint: str) -> tuple[Output, ...]:
+        """Forget the marker of a changed instance: the tombstone to write with the caller's commit."""
+        if self._disabled.pop(endpoint, None) is None:
+            return ()
+        logger.info("instance changed: notifications enabled again", extra={"instance_id": endpoint})
+        self._count()
+        return (self._output(endpoint, None),)
 
     def failed(self, endpoint: str, at_ms: int) -> tuple[Output, ...]:
-        """Note a failed attempt: the record that starts the endpoint's failing streak, if this one does."""
-        if endpoint in self._failing:
+        """Note a failed attempt: the record that starts the endpoint's failing streak, if this one
+        does. An attempt that was in flight when the endpoint was disabled starts none: its record
+        would replace the marker."""
+        if endpoint in self._failing or endpoint in self._disabled:
             return ()
         self._failing[endpoint] = at_ms
         self._count()
@@ -183,7 +169,8 @@ class EndpointStates:
         self._metrics.disabled_instances.set(len(self._disabled))
         self._metrics.failing_endpoints.set(len(self._failing))
 
-    async def _on_record(self, key: str, value: bytes | None) -> None:
+    async def apply_record(self, key: str, value: bytes | None) -> None:
+        """Take in a record of the topic (the tail calls it for each), a tombstone as None."""
         self._disabled.pop(key, None)
         self._failing.pop(key, None)
         if value is not None:

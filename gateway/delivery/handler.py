@@ -229,7 +229,7 @@ class RecordHandler:
             detail = f"the endpoint is disabled: {why}; PATCH the instance, then replay"
             return self._dead_letter(delivery, _REASONS[marker.cause], detail, attempts, history)
         if status == "lifted":
-            outputs.append(self._endpoints.lift(state_key))
+            outputs.extend(self._endpoints.lift(state_key))
         while True:
             attempts += 1
             at = self._clock()

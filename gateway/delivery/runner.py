@@ -49,6 +49,7 @@ from gateway.delivery.offsets import Windows
 from gateway.delivery.retry import RetryPolicy
 from gateway.delivery.topic_names import DeliveryTopics
 from gateway.errors import PublishError
+from gateway.kafka.compacted import CompactedTopicTable
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.metrics import DeliveryMetrics, KafkaMetrics
 from gateway.settings import DeliverySettings
@@ -161,14 +162,16 @@ class Deliverer:
         settings, layout = self._settings, self._layout
         bootstrap = settings.kafka_bootstrap_servers
         partitions = settings.topic_partitions
-        endpoints = await stack.enter_async_context(
-            EndpointStates(
+        endpoints = EndpointStates(
+            topic=layout.state, partitions=partitions, metrics=self._metrics, revisions=self._revisions
+        )
+        await stack.enter_async_context(
+            CompactedTopicTable(
                 bootstrap_servers=bootstrap,
                 topic=layout.state,
                 partitions=partitions,
-                metrics=self._metrics,
+                listener=endpoints.apply_record,
                 watchdog=self._watchdog,
-                revisions=self._revisions,
             )
         )
         session = await stack.enter_async_context(

@@ -19,9 +19,8 @@ from gateway.delivery.host_slots import HostSlots
 from gateway.delivery.runner import delivery_topics, ensure_delivery_topics, retry_policy
 from gateway.delivery.ssrf import GuardedConnector
 from gateway.kafka.topics import TopicAdmin, TopicNames
-from gateway.metrics import DeliveryMetrics, TaskMetrics
+from gateway.metrics import DeliveryMetrics
 from gateway.settings import Settings
-from gateway.tasks import Watchdog
 from tests._events import encode
 from tests.conftest import wait_for
 from tests.delivery._support import (
@@ -106,13 +105,6 @@ async def test_a_record_of_a_partition_being_handed_over_makes_no_further_attemp
             history_retention_hours=settings.delivery_history_retention_hours,
         )
         async with (
-            EndpointStates(
-                bootstrap_servers=settings.kafka_bootstrap_servers,
-                topic=layout.state,
-                partitions=settings.delivery_topic_partitions,
-                metrics=metrics,
-                watchdog=Watchdog(TaskMetrics(registry)),
-            ) as endpoints,
             aiohttp.ClientSession(connector=GuardedConnector(allowed=LOOPBACK)) as session,
         ):
             handler = RecordHandler(
@@ -129,7 +121,9 @@ async def test_a_record_of_a_partition_being_handed_over_makes_no_further_attemp
                 policy=retry_policy(settings.delivery()),
                 topics=layout,
                 instances={"inst-1": webhook_instance("inst-1", receiver.url)}.get,
-                endpoints=endpoints,
+                endpoints=EndpointStates(
+                    topic=layout.state, partitions=settings.delivery_topic_partitions, metrics=metrics
+                ),
                 metrics=metrics,
                 config=HandlerConfig(
                     timeout=1.0,
