@@ -431,6 +431,7 @@ def test_the_prometheusrule_alerts_on_what_an_operator_must_act_on() -> None:
         "EventGatewayRecordTooLarge": "increase(gateway_records_too_large_total{",
         "EventGatewayConsumerLag": "gateway_kafka_consumer_lag{",
         "EventGatewayCircuitOpen": "gateway_delivery_open_circuits{",
+        "EventGatewayEndpointDisabled": "gateway_delivery_disabled_instances{",
         "EventGatewayDown": "up{",
         "EventGatewayPollsFailing": "gateway_polls_total{",
     }
