@@ -26,9 +26,8 @@ from gateway.api.rates import MinuteRates
 from gateway.api.stream import EventTail
 from gateway.api.test_event import TestEventSender
 from gateway.delivery.attempt import webhook_session
-from gateway.delivery.dead_letters import DeadLetters
 from gateway.delivery.history import DeliveryHistory
-from gateway.delivery.runner import delivery_topics, open_dead_letters, start_deliverer
+from gateway.delivery.runner import DeliveryViews, delivery_topics, open_delivery_views, start_deliverer
 from gateway.departure import Departure, StatefulSetPod
 from gateway.errors import ConfigError, InstanceValidationError, TaskCrashed
 from gateway.health import Health
@@ -189,7 +188,7 @@ async def start_gateway(
                 if log.get(instance_id) != body:
                     await log.put(instance_id, body)
 
-        dead_letters: DeadLetters | None = None
+        views: DeliveryViews | None = None
         if role in ("all", "deliverer"):
             if departure is not None:  # runs once the deliverer has committed and stopped its consumer
                 stack.push_async_callback(departure.leave, delivery_topics(delivery, topics).group_id)
@@ -205,17 +204,23 @@ async def start_gateway(
                     watchdog=watchdog,
                 )
             )
-            dead_letters = deliverer.dead_letters
+            views = deliverer.views
         elif role == "api":
-            dead_letters = await stack.enter_async_context(
-                open_dead_letters(
-                    delivery, topics=topics, admin=admin, registry=registry, kafka_metrics=kafka_metrics
+            views = await stack.enter_async_context(
+                open_delivery_views(
+                    delivery,
+                    topics=topics,
+                    admin=admin,
+                    registry=registry,
+                    kafka_metrics=kafka_metrics,
+                    watchdog=watchdog,
+                    revisions=revisions.get,
                 )
             )
 
         api_url = None
         admin_token = resolve_admin_token(settings)
-        if role in ("all", "api") and dead_letters is not None:
+        if role in ("all", "api") and views is not None:
             poller_group = PollerGroup(
                 admin=admin,
                 group_id=poller_group_id(settings),
@@ -227,7 +232,7 @@ async def start_gateway(
                 admin_token=admin_token,
                 health=health,
                 poller_group=poller_group,
-                dead_letters=dead_letters,
+                delivery=views,
                 delivery_history=DeliveryHistory(
                     bootstrap_servers=bootstrap,
                     topic=delivery_topics(delivery, topics).deliveries,

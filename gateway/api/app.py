@@ -11,6 +11,7 @@ from gateway.api.cluster import PollerGroup, add_cluster_routes
 from gateway.api.columns import COLUMN_CHECK, ColumnCheck
 from gateway.api.console import create_console_app
 from gateway.api.deliveries import add_delivery_routes
+from gateway.api.endpoints import add_endpoint_routes
 from gateway.api.health import add_health_routes
 from gateway.api.instances import CALLBACK_NETWORKS, INSTANCE_LOG, add_routes
 from gateway.api.openapi import add_openapi_route, openapi_document
@@ -20,8 +21,8 @@ from gateway.api.status import add_status_routes
 from gateway.api.stream import EventTail, add_stream_routes
 from gateway.api.subscriptions import add_subscription_routes
 from gateway.api.test_event import TestEventSender, add_test_event_routes
-from gateway.delivery.dead_letters import DeadLetters
 from gateway.delivery.history import DeliveryHistory
+from gateway.delivery.runner import DeliveryViews
 from gateway.health import Health
 from gateway.instances.log import InstanceLog
 from gateway.polling.status import PollStatus
@@ -34,7 +35,7 @@ def create_api_app(
     admin_token: str,
     health: Health,
     poller_group: PollerGroup,
-    dead_letters: DeadLetters,
+    delivery: DeliveryViews,
     delivery_history: DeliveryHistory,
     event_tail: EventTail,
     test_events: TestEventSender,
@@ -54,7 +55,8 @@ def create_api_app(
     add_routes(app)
     add_subscription_routes(app)
     add_cluster_routes(app, poller_group)
-    add_delivery_routes(app, dead_letters, delivery_history)
+    add_delivery_routes(app, delivery.dead_letters, delivery_history)
+    add_endpoint_routes(app, delivery.endpoints)
     add_status_routes(app, poll_status)
     add_stream_routes(app, event_tail)
     add_test_event_routes(app, test_events)

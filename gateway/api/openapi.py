@@ -207,6 +207,20 @@ def openapi_document() -> dict[str, Any]:
                     requestBody=subscription_body,
                 ),
             },
+            "/instances/{id}/endpoints": {
+                "parameters": [_INSTANCE_ID],
+                "get": _operation(
+                    "How delivery goes to the instance's callback and each subscription: off, delivering,"
+                    " failing since when, or disabled (by a 410 Gone or a long outage)",
+                    {
+                        "200": {
+                            "description": "{instanceId, endpoints}: schemas/endpoints.schema.json",
+                            **_JSON,
+                        },
+                        "404": _NOT_FOUND,
+                    },
+                ),
+            },
             "/instances/{id}/subscriptions/{sid}/recover": {
                 "parameters": [_INSTANCE_ID, _SUBSCRIPTION_ID],
                 "post": _operation(

@@ -29,17 +29,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
 from gateway.delivery.outputs import Output
+from gateway.events import rfc3339
 from gateway.instances import SECRET_KEYS
 from gateway.instances.model import Instance
+from gateway.kafka.compacted import CompactedTopicTable
 from gateway.kafka.partitioning import state_partition
 from gateway.metrics import DeliveryMetrics
+from gateway.tasks import Watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +81,16 @@ def _read(value: bytes) -> Disabled | int:
     return Disabled(cause, str(data["revision"]), None if status is None else int(status), int(data["atMs"]))
 
 
+def endpoint_key(instance_id: str, subscription_id: str | None) -> str:
+    """An endpoint's key in the topic: each subscription fails and is disabled on its own."""
+    return instance_id if subscription_id is None else f"{instance_id}/{subscription_id}"
+
+
+def body_revision(updated_date: str) -> str:
+    """The revision of a stored instance body, from its `updatedDate`, which every change sets."""
+    return f"updated:{updated_date}"
+
+
 def configuration_digest(instance: Instance) -> str:
     public = {k: v for k, v in instance.configuration.items() if k not in SECRET_KEYS}
     canonical = orjson.dumps(public, option=orjson.OPT_SORT_KEYS, default=str)
@@ -85,7 +99,7 @@ def configuration_digest(instance: Instance) -> str:
 
 class EndpointStates:
     """The endpoints' states as this replica knows them. `apply_record` takes in the topic's records
-    (a `CompactedTopicTable` tailing it calls it); the methods that change a state give the record
+    (`tail_endpoint_states` feeds it the topic); the methods that change a state give the record
     to write with the caller's commit."""
 
     def __init__(
@@ -105,13 +119,28 @@ class EndpointStates:
 
     def revision(self, instance: Instance) -> str:
         updated = None if self._revisions is None else self._revisions(instance.id)
-        return f"updated:{updated}" if updated else configuration_digest(instance)
+        return body_revision(updated) if updated else configuration_digest(instance)
 
     def status(self, endpoint: str, revision: str) -> Status:
         marker = self._disabled.get(endpoint)
         if marker is None:
             return "enabled"
         return "disabled" if marker.revision == revision else "lifted"
+
+    def describe(self, endpoint: str, revision: str) -> dict[str, Any]:
+        """The endpoint's state as the API shows it (`schemas/endpoints.schema.json`)."""
+        marker = self._disabled.get(endpoint)
+        if marker is not None and marker.revision == revision:
+            return {
+                "state": "disabled",
+                "cause": marker.cause,
+                "disabledAt": rfc3339(marker.at_ms),
+                "lastStatus": marker.status,
+            }
+        since = self._failing.get(endpoint)
+        if since is not None:
+            return {"state": "failing", "failingSince": rfc3339(since)}
+        return {"state": "delivering"}
 
     def disabled(self, endpoint: str) -> Disabled | None:
         return self._disabled.get(endpoint)
@@ -184,3 +213,25 @@ class EndpointStates:
                 else:
                     self._failing[key] = state
         self._count()
+
+
+@asynccontextmanager
+async def tail_endpoint_states(
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    partitions: int,
+    metrics: DeliveryMetrics,
+    watchdog: Watchdog,
+    revisions: RevisionLookup | None = None,
+) -> AsyncIterator[EndpointStates]:
+    """The endpoints' states, read from the whole topic on entry and kept following it until exit."""
+    states = EndpointStates(topic=topic, partitions=partitions, metrics=metrics, revisions=revisions)
+    async with CompactedTopicTable(
+        bootstrap_servers=bootstrap_servers,
+        topic=topic,
+        partitions=partitions,
+        listener=states.apply_record,
+        watchdog=watchdog,
+    ):
+        yield states

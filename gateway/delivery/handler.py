@@ -23,7 +23,7 @@ from aiokafka.structs import ConsumerRecord
 from gateway.delivery.alerts import Alert, AlertKind, alert_outputs, alert_recipients, is_alert
 from gateway.delivery.attempt import WebhookRequest, build_request, send
 from gateway.delivery.dead_letters import DeadLetter
-from gateway.delivery.endpoint_state import Cause, Disabled, EndpointStates
+from gateway.delivery.endpoint_state import Cause, Disabled, EndpointStates, endpoint_key
 from gateway.delivery.history import DeliveryRecord, Status
 from gateway.delivery.host_slots import HostSlots
 from gateway.delivery.outputs import Output
@@ -73,8 +73,7 @@ class _Target:
     rate_limit: float | None = None  # requests per second
 
     def state_key(self, instance_id: str) -> str:
-        """Its key in the delivery-state topic: each subscription fails and is disabled on its own."""
-        return instance_id if self.subscription_id is None else f"{instance_id}/{self.subscription_id}"
+        return endpoint_key(instance_id, self.subscription_id)
 
     def endpoint(self, host: str, instance_id: str) -> str:
         """Its key in the host slots. Instances' callbacks share their host's slots and breaker; a

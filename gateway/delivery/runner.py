@@ -1,5 +1,6 @@
 """The deliverer role, assembled: `start_deliverer` creates the delivery topics and runs a `Deliverer`;
-`open_dead_letters` gives the role `api`, which serves the API without delivering, its dead letters.
+`open_delivery_views` gives the role `api`, which serves the API without delivering, its views of the
+delivery: the dead letters and the endpoints' states.
 
 `Deliverer` builds, on entry, the pieces of `gateway.delivery` around one consumer of the delivery
 group: the endpoints' delivery state, the webhook session, a transactional writer per partition held
@@ -13,7 +14,7 @@ name the group a departing replica leaves.
 reads every instance before it returns, so no event finds its instance missing at start. It passes
 `instances.get` and `revisions.get`, dicts its InstanceLog listener keeps: an instance id to the
 `Instance` validated from its latest body (deleted or invalid: absent), and to that body's
-`updatedDate`. The API gets `deliverer.dead_letters` (or `open_dead_letters`' for the role `api`)
+`updatedDate`. The API gets `deliverer.views` (or `open_delivery_views`' for the role `api`)
 through `create_api_app`.
 
 Shutdown, in order: stop the read and commit task; let deliveries in flight finish within
@@ -31,6 +32,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
 
@@ -41,7 +43,7 @@ from gateway.delivery.attempt import webhook_session
 from gateway.delivery.committer import Committer
 from gateway.delivery.consumer import DeliveryReader
 from gateway.delivery.dead_letters import DeadLetters
-from gateway.delivery.endpoint_state import EndpointStates, RevisionLookup
+from gateway.delivery.endpoint_state import EndpointStates, RevisionLookup, tail_endpoint_states
 from gateway.delivery.fencing import PartitionWriters
 from gateway.delivery.handler import HandlerConfig, InstanceLookup, RecordHandler
 from gateway.delivery.host_slots import HostSlots
@@ -49,13 +51,21 @@ from gateway.delivery.offsets import Windows
 from gateway.delivery.retry import RetryPolicy
 from gateway.delivery.topic_names import DeliveryTopics
 from gateway.errors import PublishError
-from gateway.kafka.compacted import CompactedTopicTable
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.metrics import DeliveryMetrics, KafkaMetrics
 from gateway.settings import DeliverySettings
 from gateway.tasks import VitalTask, Watchdog
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryViews:
+    """What the API reads of the delivery: the dead letters, to list and replay, and each endpoint's
+    state."""
+
+    dead_letters: DeadLetters
+    endpoints: EndpointStates
 
 
 class _State(enum.Enum):
@@ -115,17 +125,21 @@ class Deliverer:
         self._revisions = revisions
         self._unknown_instance_grace = unknown_instance_grace
         self._stack = AsyncExitStack()
-        self._dead_letters: DeadLetters | None = None
+        self._views: DeliveryViews | None = None
         self._reader: DeliveryReader | None = None
         self._committer: Committer | None = None
         self._task: VitalTask | None = None
         self._state = _State.NEW
 
     @property
-    def dead_letters(self) -> DeadLetters:
-        if self._dead_letters is None:
+    def views(self) -> DeliveryViews:
+        if self._views is None:
             raise RuntimeError("the deliverer is not running")
-        return self._dead_letters
+        return self._views
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        return self.views.dead_letters
 
     @property
     def drain_grace(self) -> float:
@@ -162,16 +176,14 @@ class Deliverer:
         settings, layout = self._settings, self._layout
         bootstrap = settings.kafka_bootstrap_servers
         partitions = settings.topic_partitions
-        endpoints = EndpointStates(
-            topic=layout.state, partitions=partitions, metrics=self._metrics, revisions=self._revisions
-        )
-        await stack.enter_async_context(
-            CompactedTopicTable(
+        endpoints = await stack.enter_async_context(
+            tail_endpoint_states(
                 bootstrap_servers=bootstrap,
                 topic=layout.state,
                 partitions=partitions,
-                listener=endpoints.apply_record,
+                metrics=self._metrics,
                 watchdog=self._watchdog,
+                revisions=self._revisions,
             )
         )
         session = await stack.enter_async_context(
@@ -183,7 +195,7 @@ class Deliverer:
                 bootstrap_servers=bootstrap, group_id=layout.group_id, metrics=self._kafka_metrics
             )
         )
-        self._dead_letters = await stack.enter_async_context(
+        dead_letters = await stack.enter_async_context(
             DeadLetters(
                 bootstrap_servers=bootstrap,
                 topics=layout,
@@ -192,6 +204,7 @@ class Deliverer:
                 kafka_metrics=self._kafka_metrics,
             )
         )
+        self._views = DeliveryViews(dead_letters, endpoints)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=layout.group_id,
@@ -328,16 +341,18 @@ async def start_deliverer(
 
 
 @asynccontextmanager
-async def open_dead_letters(
+async def open_delivery_views(
     settings: DeliverySettings,
     *,
     topics: TopicNames,
     admin: TopicAdmin,
     registry: CollectorRegistry,
     kafka_metrics: KafkaMetrics,
-) -> AsyncIterator[DeadLetters]:
-    """The dead letters for a process that serves the API without delivering (role `api`). A process
-    that also delivers uses `Deliverer.dead_letters`: both register the delivery metrics."""
+    watchdog: Watchdog,
+    revisions: RevisionLookup | None = None,
+) -> AsyncIterator[DeliveryViews]:
+    """The views of the delivery for a process that serves the API without delivering (role `api`).
+    A process that also delivers uses `Deliverer.views`: both register the delivery metrics."""
     layout = delivery_topics(settings, topics)
     await ensure_delivery_topics(
         admin,
@@ -346,11 +361,21 @@ async def open_dead_letters(
         history_retention_hours=settings.history_retention_hours,
     )
     metrics = DeliveryMetrics(registry, per_instance=settings.metrics_per_instance)
-    async with DeadLetters(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        topics=layout,
-        partitions=settings.topic_partitions,
-        metrics=metrics,
-        kafka_metrics=kafka_metrics,
-    ) as dead_letters:
-        yield dead_letters
+    async with (
+        tail_endpoint_states(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            topic=layout.state,
+            partitions=settings.topic_partitions,
+            metrics=metrics,
+            watchdog=watchdog,
+            revisions=revisions,
+        ) as endpoints,
+        DeadLetters(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            topics=layout,
+            partitions=settings.topic_partitions,
+            metrics=metrics,
+            kafka_metrics=kafka_metrics,
+        ) as dead_letters,
+    ):
+        yield DeliveryViews(dead_letters, endpoints)

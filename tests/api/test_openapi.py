@@ -5,6 +5,7 @@ from typing import Any, cast
 import aiohttp
 
 from gateway.api import create_api_app
+from gateway.delivery.runner import DeliveryViews
 from gateway.health import Health
 from gateway.runtime import RunningGateway
 
@@ -20,7 +21,7 @@ def _routed() -> set[tuple[str, str]]:
         admin_token="t",
         health=Health(),
         poller_group=unused,
-        dead_letters=unused,
+        delivery=DeliveryViews(unused, unused),
         delivery_history=unused,
         event_tail=unused,
         test_events=unused,

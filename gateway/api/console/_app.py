@@ -37,6 +37,7 @@ from gateway.api.console._subscriptions import (
     subscriptions_page,
 )
 from gateway.api.deliveries import DEAD_LETTERS, DELIVERY_HISTORY
+from gateway.api.endpoints import ENDPOINT_STATES, endpoint_states
 from gateway.api.instances import INSTANCE_LOG, store_new, store_replace, stored_body
 from gateway.api.rates import RATES
 from gateway.api.responses import RequestProblem
@@ -348,13 +349,17 @@ def _subscriptions_page(request: web.Request, form: FormState, *, status: int = 
         notice = f"Added the subscription {query['added']}."
     elif "removed" in query:
         notice = f"Removed the subscription {query['removed']}."
+    elif "enabled" in query:
+        notice = f"Enabled {query['enabled']} again: recover what it failed to deliver while it was disabled."
     elif query.get("recovered", "").isdigit() and "of" in query:
         count = int(query["recovered"])
         notice = f"Recovered {count} dead letter{'s' if count != 1 else ''} of {query['of']}."
+    states = endpoint_states(request.config_dict[ENDPOINT_STATES], instance_id, dict(body))
     page = subscriptions_page(
         instance_id,
         str(body.get("name", instance_id)),
         [mask_body(s) for s in subscription_bodies(dict(body))],
+        {endpoint.pop("subscriptionId"): endpoint for endpoint in states},
         form,
         csrf=_csrf(request),
         notice=notice,
@@ -384,6 +389,19 @@ async def _remove_subscription(request: web.Request) -> web.Response:
     except RequestProblem as refused:
         return web.Response(status=refused.status, text=str(refused))
     raise web.HTTPSeeOther(_subscriptions_url(instance_id, removed=subscription_id))
+
+
+async def _enable_subscription(request: web.Request) -> web.Response:
+    """Store the instance again unchanged: a new revision, which lifts the disabling of its endpoints
+    as any PATCH does."""
+    instance_id, subscription_id = request.match_info["id"], request.match_info["sid"]
+    body = dict(_found(request, instance_id))
+    try:
+        subscription_index(subscription_bodies(body), subscription_id)
+    except RequestProblem as missing:
+        return web.Response(status=missing.status, text=str(missing))
+    await store_replace(request.config_dict, instance_id, body)
+    raise web.HTTPSeeOther(_subscriptions_url(instance_id, enabled=subscription_id))
 
 
 async def _recover_subscription(request: web.Request) -> web.Response:
@@ -450,6 +468,7 @@ def create_console_app(*, admin_token: str) -> web.Application:
     app.router.add_post("/instances/{id}/subscriptions", _add_subscription)
     app.router.add_post("/instances/{id}/subscriptions/{sid}/remove", _remove_subscription)
     app.router.add_post("/instances/{id}/subscriptions/{sid}/recover", _recover_subscription)
+    app.router.add_post("/instances/{id}/subscriptions/{sid}/enable", _enable_subscription)
     app.router.add_get("/instances/{id}/edit", _edit_form)
     app.router.add_post("/instances/{id}/edit", _edit)
     app.router.add_static("/static/", _STATIC, append_version=False)

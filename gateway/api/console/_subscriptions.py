@@ -113,7 +113,7 @@ def place_subscription_problems(state: FormState, problems: Sequence[Problem]) -
 
 def _receives(subscription: Mapping[str, Any]) -> str:
     if subscription.get("alerts"):
-        return "Alerts: events lost after their retries, endpoints disabled by a 410"
+        return "Alerts: events lost after their retries, endpoints disabled"
     parts = []
     for key, label in (
         ("objectTypes", "object types"),
@@ -126,23 +126,56 @@ def _receives(subscription: Mapping[str, Any]) -> str:
     return "; ".join(parts) if parts else "Every change event"
 
 
-def _subscription(instance_id: str, subscription: Mapping[str, Any], csrf: str) -> str:
+def _when(rfc3339: str) -> str:
+    """`2026-12-07T07:01:57.937Z` as `2026-12-07 07:01:57 UTC`."""
+    return rfc3339[:19].replace("T", " ") + " UTC"
+
+
+def _delivery(state: Mapping[str, Any], enable_form: str) -> tuple[str, str]:
+    """The tag and the "Delivery" line of an endpoint's state (`GET /instances/{id}/endpoints`)."""
+    kind = state.get("state")
+    if kind == "failing":
+        return "Failing", f"Every attempt since {e(_when(str(state['failingSince'])))} failed."
+    if kind == "disabled":
+        why = (
+            "it answered 410 Gone"
+            if state.get("cause") == "gone"
+            else f"every attempt failed for too long, the last with {e(state.get('lastStatus') or 'no answer')}"
+        )
+        line = (
+            f"Disabled at {e(_when(str(state['disabledAt'])))}: {why}. Its events wait in the dead "
+            f"letters until it is enabled again; then recover them.{enable_form}"
+        )
+        return "Disabled", line
+    if kind == "off":
+        return "Off", "Switched off: it receives nothing."
+    return "Delivering", "Delivering."
+
+
+def _subscription(
+    instance_id: str, subscription: Mapping[str, Any], state: Mapping[str, Any], csrf: str
+) -> str:
     sid = str(subscription.get("id", ""))
     name = str(subscription.get("name") or sid)
     configuration = subscription.get("configuration")
     config = configuration if isinstance(configuration, Mapping) else {}
     rate = subscription.get("rateLimit")
-    enabled = subscription.get("enabled", True) not in (False, "false")
     base = f"/console/instances/{e(instance_id)}/subscriptions/{e(sid)}"
     rid = e(f"s-{sid}")
+    enable = (
+        f'<form method="post" action="{base}/enable" class="inline-form">{csrf_input(csrf)}'
+        f'<button type="submit" aria-label="Enable {e(name)} again">Enable again</button></form>'
+    )
+    tag, delivery = _delivery(state, enable)
     return f"""<li class="subscription dead-letter">
   <div class="dead-letter-line">
     <h2 id="{rid}">{e(name)}</h2>
-    <span class="tag">{"Enabled" if enabled else "Disabled"}</span>
+    <span class="tag tag-{tag.lower()}">{tag}</span>
     <form method="post" action="{base}/remove">{csrf_input(csrf)}<button type="submit" class="secondary" aria-label="Remove {e(name)}">Remove</button></form>
   </div>
   <dl class="facts" aria-labelledby="{rid}">
     <dt>Id</dt><dd><code>{e(sid)}</code></dd>
+    <dt>Delivery</dt><dd>{delivery}</dd>
     <dt>Receives</dt><dd>{e(_receives(subscription))}</dd>
     <dt>Callback</dt><dd><code>{e(config.get(_URL, ""))}</code> ({e(config.get(_FORMAT, "elements"))})</dd>
     <dt>Rate limit</dt><dd>{e("none" if rate is None else f"{rate:g} requests/s")}</dd>
@@ -205,13 +238,16 @@ def subscriptions_page(
     instance_id: str,
     name: str,
     subscriptions: Sequence[Mapping[str, Any]],
+    states: Mapping[str | None, Mapping[str, Any]],
     form: FormState,
     *,
     csrf: str,
     notice: str | None = None,
 ) -> str:
     iid = e(instance_id)
-    listed = "".join(_subscription(instance_id, s, csrf) for s in subscriptions)
+    listed = "".join(
+        _subscription(instance_id, s, states.get(str(s.get("id")), {}), csrf) for s in subscriptions
+    )
     body = (
         f'<ul class="dead-letters subscriptions">{listed}</ul>'
         if subscriptions

@@ -406,14 +406,13 @@ def at_subscription(receiver: Receiver, record_id: str) -> list[Hit]:
     return [hit for hit in delivered(receiver, record_id) if hit.path == "/hooks/crm-sync"]
 
 
-async def test_a_subscription_is_added_with_its_problems_beside_their_fields_recovered_and_removed(
+async def test_a_subscription_is_added_shown_failing_and_disabled_enabled_again_recovered_and_removed(
     page: Page, settings: Settings, registry: CollectorRegistry, simulator: Simulator
 ) -> None:
-    subscription_up = False
+    subscription_answer = 500  # then 410, then 204
 
     async def subscription_down_until_fixed(_attempt: int, request: web.Request) -> web.StreamResponse:
-        refused = request.path == "/hooks/crm-sync" and not subscription_up
-        return web.Response(status=500 if refused else 204)
+        return web.Response(status=subscription_answer if request.path == "/hooks/crm-sync" else 204)
 
     async with (
         receiving(subscription_down_until_fixed) as receiver,
@@ -476,14 +475,32 @@ async def test_a_subscription_is_added_with_its_problems_beside_their_fields_rec
             refused = len(at_subscription(receiver, record_id))
             assert refused == 4  # the first attempt and three retries
             assert len(delivered(receiver, record_id)) == refused + 1  # the callback had it at once
-            subscription_up = True
+            # Opened again, not reloaded: the page last shown answered the refused form's POST.
+            subscriptions = f"{gateway.api_url}/console/instances/{instance_id}/subscriptions"
+            await page.goto(subscriptions)
+            await expect(card.locator(".tag")).to_have_text("Failing")
+            await expect(card).to_contain_text("Every attempt since")
+
+            # A 410 disables it: its next event waits in the dead letters until it is enabled again.
+            subscription_answer = 410
+            gone_id = insert(simulator, "accounts")
+            await wait_for(lambda: dead_lettered(2))
+            await page.goto(subscriptions)
+            await expect(card.locator(".tag")).to_have_text("Disabled")
+            await expect(card).to_contain_text("it answered 410 Gone")
+            await screenshot(page, "subscription-disabled")
+            subscription_answer = 204
+            await card.get_by_role("button", name="Enable CRM sync again").click()
+            await expect(page.get_by_role("status")).to_contain_text("Enabled crm-sync again")
+            await expect(card.locator(".tag")).to_have_text("Delivering")
             await card.get_by_text("Recover failed deliveries").click()
             since = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
             await card.get_by_label("Failed since (UTC)").fill(since)
             await screenshot(page, "subscriptions")
             await card.get_by_role("button", name="Recover").click()
-            await expect(page.get_by_role("status")).to_have_text("Recovered 1 dead letter of crm-sync.")
+            await expect(page.get_by_role("status")).to_have_text("Recovered 2 dead letters of crm-sync.")
             await wait_for(lambda: len(at_subscription(receiver, record_id)) == refused + 1)
+            await wait_for(lambda: len(at_subscription(receiver, gone_id)) == 2)  # the 410, then this
             assert await dead_lettered(0)
 
             await page.get_by_role("button", name="Remove CRM sync").click()
