@@ -4,16 +4,20 @@ or disabled, and why.
 An endpoint is an instance's own callback (keyed by the instance id) or one of its subscriptions
 (`<instanceId>/<subscriptionId>`). Its record is one of:
 
-- none (a tombstone): healthy;
-- `{"failingSince": ms}`: every attempt since then failed, which a success ends;
+- `{"deliveredAt": ms}` or `{"liftedAt": ms}` (or none): healthy;
+- `{"failingSince": ms}`: every attempt since then failed, which a delivery ends;
 - `{"disabled": true, "cause": "gone" | "outage", "revision": ..., "status": ..., "atMs": ms}`:
   disabled by a 410 Gone, or by failing for `GATEWAY_DELIVERY_DISABLE_AFTER_HOURS` (Svix's rule,
   five days by default), at the instance's revision then. A record without `cause` is a 410's.
 
+Each record carries the time of the attempt that wrote it, and a record older than the state an
+endpoint has is ignored: one endpoint's records are written with the commits of different input
+partitions, which land in any order, so a delayed record must not undo a newer one.
+
 While the instance keeps that revision the endpoint's events are dead-lettered (reason
 `endpoint-gone` or `endpoint-disabled`) without a request, so a replay can send them once the
 receiver is back. Any change of the instance (a PATCH) gives it a new revision, which lifts the
-marker: the next event of the endpoint writes a tombstone.
+marker: the next event of the endpoint writes `liftedAt`.
 
 The revision is the stored body's `updatedDate` when the caller can tell it (`RevisionLookup`),
 since every PATCH sets it; otherwise a digest of the instance's configuration without its secrets
@@ -71,14 +75,19 @@ class Disabled:
         )
 
 
-def _read(value: bytes) -> Disabled | int:
-    """A record's marker, or the start (epoch ms) of the failing streak it records."""
+def _read(value: bytes) -> tuple[int, Disabled | int | None]:
+    """A record's time and what it says: a marker, the start (epoch ms) of a failing streak, or
+    None: healthy."""
     data = orjson.loads(value)
-    if not data.get("disabled"):
-        return int(data["failingSince"])
-    cause: Cause = "outage" if data.get("cause") == "outage" else "gone"
-    status = data.get("status")
-    return Disabled(cause, str(data["revision"]), None if status is None else int(status), int(data["atMs"]))
+    if data.get("disabled"):
+        cause: Cause = "outage" if data.get("cause") == "outage" else "gone"
+        status = data.get("status")
+        at_ms = int(data["atMs"])
+        return at_ms, Disabled(cause, str(data["revision"]), None if status is None else int(status), at_ms)
+    if "failingSince" in data:
+        since = int(data["failingSince"])
+        return since, since
+    return int(data.get("deliveredAt", data.get("liftedAt"))), None
 
 
 def endpoint_key(instance_id: str, subscription_id: str | None) -> str:
@@ -116,6 +125,7 @@ class EndpointStates:
         self._revisions = revisions
         self._disabled: dict[str, Disabled] = {}
         self._failing: dict[str, int] = {}  # endpoint -> start of its failing streak, epoch ms
+        self._newest: dict[str, int] = {}  # endpoint -> time of the newest record it has
 
     def revision(self, instance: Instance) -> str:
         updated = None if self._revisions is None else self._revisions(instance.id)
@@ -158,16 +168,18 @@ class EndpointStates:
             )
         self._failing.pop(endpoint, None)
         self._disabled[endpoint] = marker
+        self._newest[endpoint] = marker.at_ms
         self._count()
         return self._output(endpoint, marker.to_json())
 
-    def lift(self, endpoint: str) -> tuple[Output, ...]:
-        """Forget the marker of a changed instance: the tombstone to write with the caller's commit."""
+    def lift(self, endpoint: str, at_ms: int) -> tuple[Output, ...]:
+        """Forget the marker of a changed instance: the record to write with the caller's commit."""
         if self._disabled.pop(endpoint, None) is None:
             return ()
         logger.info("instance changed: notifications enabled again", extra={"instance_id": endpoint})
+        self._newest[endpoint] = at_ms
         self._count()
-        return (self._output(endpoint, None),)
+        return (self._output(endpoint, orjson.dumps({"liftedAt": at_ms})),)
 
     def failed(self, endpoint: str, at_ms: int) -> tuple[Output, ...]:
         """Note a failed attempt: the record that starts the endpoint's failing streak, if this one
@@ -176,15 +188,17 @@ class EndpointStates:
         if endpoint in self._failing or endpoint in self._disabled:
             return ()
         self._failing[endpoint] = at_ms
+        self._newest[endpoint] = at_ms
         self._count()
         return (self._output(endpoint, orjson.dumps({"failingSince": at_ms})),)
 
-    def succeeded(self, endpoint: str) -> tuple[Output, ...]:
-        """Note a delivery: the tombstone that ends the endpoint's failing streak, if it had one."""
+    def succeeded(self, endpoint: str, at_ms: int) -> tuple[Output, ...]:
+        """Note a delivery: the record that ends the endpoint's failing streak, if it had one."""
         if self._failing.pop(endpoint, None) is None:
             return ()
+        self._newest[endpoint] = at_ms
         self._count()
-        return (self._output(endpoint, None),)
+        return (self._output(endpoint, orjson.dumps({"deliveredAt": at_ms})),)
 
     def _output(self, endpoint: str, value: bytes | None) -> Output:
         return Output(
@@ -199,19 +213,30 @@ class EndpointStates:
         self._metrics.failing_endpoints.set(len(self._failing))
 
     async def apply_record(self, key: str, value: bytes | None) -> None:
-        """Take in a record of the topic (the tail calls it for each), a tombstone as None."""
+        """Take in a record of the topic (the tail calls it for each), a tombstone as None. A record
+        older than the endpoint's newest is one whose commit landed late, and is ignored."""
+        if value is None:
+            self._forget(key)
+            return
+        try:
+            at_ms, state = _read(value)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            logger.warning("ignoring a malformed delivery-state record", extra={"instance_id": key})
+            return
+        if at_ms < self._newest.get(key, at_ms):
+            return
+        self._forget(key)
+        self._newest[key] = at_ms
+        if isinstance(state, Disabled):
+            self._disabled[key] = state
+        elif state is not None:
+            self._failing[key] = state
+        self._count()
+
+    def _forget(self, key: str) -> None:
         self._disabled.pop(key, None)
         self._failing.pop(key, None)
-        if value is not None:
-            try:
-                state = _read(value)
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                logger.warning("ignoring a malformed delivery-state record", extra={"instance_id": key})
-            else:
-                if isinstance(state, Disabled):
-                    self._disabled[key] = state
-                else:
-                    self._failing[key] = state
+        self._newest.pop(key, None)
         self._count()
 
 

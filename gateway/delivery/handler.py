@@ -228,7 +228,7 @@ class RecordHandler:
             detail = f"the endpoint is disabled: {why}; PATCH the instance, then replay"
             return self._dead_letter(delivery, _REASONS[marker.cause], detail, attempts, history)
         if status == "lifted":
-            outputs.extend(self._endpoints.lift(state_key))
+            outputs.extend(self._endpoints.lift(state_key, int(self._clock() * 1000)))
         while True:
             attempts += 1
             at = self._clock()
@@ -270,7 +270,7 @@ class RecordHandler:
                     continue
                 return (*outputs, *step)
             self._count("delivered", status_code, delivery)
-            outputs.extend(self._endpoints.succeeded(state_key))
+            outputs.extend(self._endpoints.succeeded(state_key, int(at * 1000)))
             self._observe_end_to_end(delivery.event)
             history.append(AttemptRecord(attempts, int(at * 1000), "delivered", status_code, None, timing.ms))
             return (*outputs, *self._history(delivery, "delivered", attempts, history, None))

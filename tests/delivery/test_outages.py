@@ -51,11 +51,13 @@ async def _delivery_state(settings: Settings) -> dict[str, Any]:
     return {key: orjson.loads(value) for key, value in table.items()}
 
 
-async def _no_delivery_state(settings: Settings) -> None:
-    async def empty() -> bool:
-        return await _delivery_state(settings) == {}
+async def _healthy(settings: Settings, endpoint: str, *, after: str) -> None:
+    """Wait until the endpoint's record says it is healthy again, by `after` (a delivery, a lift)."""
 
-    await wait_for(empty)
+    async def healthy() -> bool:
+        return after in (await _delivery_state(settings)).get(endpoint, {})
+
+    await wait_for(healthy)
 
 
 async def test_an_endpoint_failing_longer_than_the_limit_is_disabled_alerts_once_and_a_patch_enables_it(
@@ -142,7 +144,7 @@ async def test_an_endpoint_failing_longer_than_the_limit_is_disabled_alerts_once
             replayed = await deliverer.dead_letters.replay("inst-1", subscription_id="crm-sync")
             assert {d.event_id for d in replayed} == {first.id, second.id, third.id}
             await wait_for(lambda: back.ids == {first.id, second.id, third.id, fourth.id})
-            await _no_delivery_state(settings)
+            await _healthy(settings, "inst-1/crm-sync", after="liftedAt")
     assert len(down.hits) == 5
     assert len(operators.hits) == 2
     assert sample(registry, "gateway_delivery_alerts_total", kind="endpoint.disabled") == 1
@@ -169,7 +171,7 @@ async def test_a_delivery_between_failures_starts_the_outage_over(
             await wait_for(lambda: time.monotonic() > started + LIMIT, within=10)
             await produce(settings, [second])
             await wait_for(lambda: len(receiver.for_id(second.id)) == 3)
-            await _no_delivery_state(settings)
+            await _healthy(settings, "inst-1", after="deliveredAt")
     assert sample(registry, "gateway_delivery_disabled_instances") == 0
     assert sample(registry, "gateway_delivery_dead_letters_total", reason="endpoint-disabled") == 0
     assert sample(registry, "gateway_delivery_attempts_total", outcome="delivered", status_class="2xx") == 2
