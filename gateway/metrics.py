@@ -357,13 +357,14 @@ class DeliveryMetrics:
         self.disabled_instances = Gauge(
             "gateway_delivery_disabled_instances",
             "Endpoints (instance callbacks and subscriptions) disabled by a 410 Gone or by failing "
-            "longer than GATEWAY_DELIVERY_DISABLE_AFTER_HOURS, until their instance changes.",
+            "longer than GATEWAY_DELIVERY_DISABLE_AFTER_HOURS, until their instance changes or goes.",
             registry=registry,
         )
         self.failing_endpoints = Gauge(
             "gateway_delivery_failing_endpoints",
-            "Endpoints whose every attempt failed since their last delivery: the ones an outage of "
-            "GATEWAY_DELIVERY_DISABLE_AFTER_HOURS would disable.",
+            "Endpoints whose every attempt failed since their last delivery or their instance's last "
+            "change, the last one recently: the ones an outage of GATEWAY_DELIVERY_DISABLE_AFTER_HOURS "
+            "would disable.",
             registry=registry,
         )
         self.instance_attempts: Counter | None = None

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gateway.api.instances import stored_body
 from gateway.api.responses import json_response
-from gateway.delivery.endpoint_state import EndpointStates, body_revision, endpoint_key
+from gateway.delivery.endpoint_state import EndpointStates, endpoint_key
 from gateway.errors import InstanceValidationError
 from gateway.instances import validate_instance
 from gateway.instances.model import Instance
@@ -30,9 +30,11 @@ def endpoint_states(states: EndpointStates, instance_id: str, body: dict[str, An
         instance: Instance | None = validate_instance(body, instance_id=instance_id).instance
     except InstanceValidationError:
         instance = None  # the deliverer drops the events of an instance it cannot read
-    revision = body_revision(str(body.get("updatedDate")))
-    on: dict[str | None, bool] = {None: instance is not None and instance.notification.enabled}
+    on: dict[str | None, bool] = {None: False}
+    revision = ""
     if instance is not None:
+        revision = states.revision(instance)
+        on[None] = instance.notification.enabled
         on.update((s.id, s.enabled and s.notification.enabled) for s in instance.subscriptions)
     ids: list[str | None] = [None, *(str(s.get("id")) for s in body.get("subscriptions") or [])]
     return [

@@ -219,17 +219,15 @@ class RecordHandler:
         state_key = target.state_key(delivery.event.instance_id)
         outputs: list[Output] = []
         revision = self._endpoints.revision(instance)
-        status = self._endpoints.status(state_key, revision)
         history = list(delivery.parked.history) if delivery.parked else []
         attempts = delivery.parked.attempts if delivery.parked else 0
-        marker = self._endpoints.disabled(state_key)
-        if status == "disabled" and marker is not None:
-            why = "it answered 410 Gone" if marker.cause == "gone" else "its attempts failed too long"
-            detail = f"the endpoint is disabled: {why}; PATCH the instance, then replay"
-            return self._dead_letter(delivery, _REASONS[marker.cause], detail, attempts, history)
-        if status == "lifted":
-            outputs.extend(self._endpoints.lift(state_key, int(self._clock() * 1000)))
         while True:
+            # Checked before every attempt: another delivery may have disabled the endpoint while
+            # this one waited to retry.
+            marker = self._endpoints.disabled_at(state_key, revision)
+            if marker is not None:
+                return (*outputs, *self._kept(delivery, marker, attempts, history))
+            outputs.extend(self._endpoints.lift(state_key, revision, int(self._clock() * 1000)))
             attempts += 1
             at = self._clock()
             timing = _Timing()
@@ -250,7 +248,7 @@ class RecordHandler:
                 status_code = await self._attempt(request, endpoint, timing)
             except DeliveryError as exc:
                 if exc.attempted and exc.retriable:
-                    outputs.extend(self._endpoints.failed(state_key, int(at * 1000)))
+                    outputs.extend(self._endpoints.failed(state_key, int(at * 1000), revision))
                 step = self._after_failure(
                     delivery, exc, _Try(attempts, at, timing.ms, endpoint, revision, state_key), history
                 )
@@ -263,10 +261,11 @@ class RecordHandler:
                     # The instance or subscription may have changed or gone meanwhile.
                     current = self._instances(delivery.event.instance_id)
                     current_target = None if current is None else _target(current, target.subscription_id)
-                    if current_target is None:
+                    if current is None or current_target is None:
                         self._drop("instance-deleted" if current is None else "notifications-off", delivery)
                         return tuple(outputs)
                     target = current_target
+                    revision = self._endpoints.revision(current)
                     continue
                 return (*outputs, *step)
             self._count("delivered", status_code, delivery)
@@ -316,10 +315,18 @@ class RecordHandler:
     def _outage(self, attempt: _Try) -> str | None:
         """What disables the attempt's endpoint for failing too long, if it has."""
         limit = self._config.disable_after
-        since_ms = self._endpoints.failing_since(attempt.state_key)
-        if limit is None or since_ms is None or attempt.at - since_ms / 1000 < limit:
+        streak = self._endpoints.streak(attempt.state_key)
+        if limit is None or streak is None or attempt.at - streak.since_ms / 1000 < limit:
             return None
-        return f"every attempt since {rfc3339(since_ms)} failed, longer than {_duration(limit)}"
+        return f"every attempt since {rfc3339(streak.since_ms)} failed, longer than {_duration(limit)}"
+
+    def _kept(
+        self, delivery: _Delivery, marker: Disabled, attempts: int, history: list[AttemptRecord]
+    ) -> tuple[Output, ...]:
+        """Dead-letter the event of a disabled endpoint without a request, for a replay to send."""
+        why = "it answered 410 Gone" if marker.cause == "gone" else "its attempts failed too long"
+        detail = f"the endpoint is disabled: {why}; PATCH the instance, then replay"
+        return self._dead_letter(delivery, _REASONS[marker.cause], detail, attempts, history)
 
     def _disable(
         self,
@@ -332,7 +339,7 @@ class RecordHandler:
     ) -> tuple[Output, ...]:
         """Disable the attempt's endpoint, dead-letter the event and alert the operators."""
         # Concurrent deliveries to the endpoint may all disable it: the first one raises the alert.
-        newly = self._endpoints.status(attempt.state_key, attempt.revision) != "disabled"
+        newly = self._endpoints.disabled_at(attempt.state_key, attempt.revision) is None
         marker = Disabled(cause, attempt.revision, exc.status, int(attempt.at * 1000))
         state = self._endpoints.disable(attempt.state_key, marker)
         reason = _REASONS[cause]

@@ -182,6 +182,12 @@ class RetryPolicy:
         a record with a far-future `not-before` must not stop its partition for ever."""
         return max(tier * (1 + _JITTER) + 1.0, self.retry_after_max + 1.0)
 
+    @property
+    def quiet_after(self) -> float:
+        """How long an endpoint's failing streak lasts without a failed attempt: twice the longest a
+        retry may wait, so that one event's retries, even late ones, keep its outage going."""
+        return 2 * self.wait_bound(self.tiers[-1])
+
     def next(
         self, attempts: int, *, retry_after: float | None, may_wait_inline: bool, rng: random.Random
     ) -> Retry | None:

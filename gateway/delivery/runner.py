@@ -176,6 +176,7 @@ class Deliverer:
         settings, layout = self._settings, self._layout
         bootstrap = settings.kafka_bootstrap_servers
         partitions = settings.topic_partitions
+        policy = retry_policy(settings)
         endpoints = await stack.enter_async_context(
             tail_endpoint_states(
                 bootstrap_servers=bootstrap,
@@ -183,6 +184,7 @@ class Deliverer:
                 partitions=partitions,
                 metrics=self._metrics,
                 watchdog=self._watchdog,
+                quiet_after=policy.quiet_after,
                 revisions=self._revisions,
             )
         )
@@ -221,7 +223,6 @@ class Deliverer:
         stack.push_async_callback(consumer.stop)
         self._kafka_metrics.consumer_lag.track(layout.group_id, consumer)
         stack.callback(self._kafka_metrics.consumer_lag.forget, consumer)
-        policy = retry_policy(settings)
         windows = Windows()
         self._committer = Committer(writers=writers, windows=windows, group_id=layout.group_id)
         host_slots = HostSlots(
@@ -368,6 +369,7 @@ async def open_delivery_views(
             partitions=settings.topic_partitions,
             metrics=metrics,
             watchdog=watchdog,
+            quiet_after=retry_policy(settings).quiet_after,
             revisions=revisions,
         ) as endpoints,
         DeadLetters(

@@ -87,6 +87,13 @@ async def test_the_endpoints_show_delivering_failing_disabled_and_off(
             return (await endpoints())["leaving"] == {"state": "delivering"}
 
         await wait_for(lifted)
+        # The change started every failing streak of the instance over: down fails again with its
+        # next event.
+        assert (await endpoints())["down"] == {"state": "delivering"}
+        again = change(instance_id, 2, object_type="contacts")
+        await produce(settings, [again], object_type="contacts")
+        await dead_letters(settings, expect=3, within=60)
+        assert (await endpoints())["down"]["state"] == "failing"
         async with api.get("/instances/nope/endpoints") as response:
             assert response.status == 404
 

@@ -14,21 +14,27 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 from jsonschema import Draft202012Validator
 from prometheus_client import CollectorRegistry
 from referencing import Registry, Resource
 
 from gateway.delivery.dead_letters import DeadLetter
+from gateway.delivery.endpoint_state import EndpointStates
+from gateway.delivery.handler import ConsumedRecord, HandlerConfig, InstanceLookup, RecordHandler
 from gateway.delivery.history import DeliveryHistory
-from gateway.delivery.runner import Deliverer, start_deliverer
+from gateway.delivery.host_slots import HostSlots
+from gateway.delivery.runner import Deliverer, retry_policy, start_deliverer
+from gateway.delivery.topic_names import DeliveryTopics
 from gateway.instances import validate_instance
 from gateway.instances.model import Instance
 from gateway.kafka.compacted import read_to_end
 from gateway.kafka.topics import TopicAdmin, TopicNames
-from gateway.metrics import KafkaMetrics, TaskMetrics
+from gateway.metrics import DeliveryMetrics, KafkaMetrics, TaskMetrics
 from gateway.settings import Settings
 from gateway.tasks import Watchdog
 from tests._events import PolledChange, encode
@@ -233,6 +239,54 @@ async def delivering(
         ) as deliverer,
     ):
         yield deliverer
+
+
+def consumed(topic: str, event: PolledChange, *, offset: int) -> ConsumedRecord:
+    """The event as a deliverer's consumer reads it from partition 0 of `topic`."""
+    value, headers = encode(event)
+    return ConsumerRecord(topic, 0, offset, 0, 0, None, value, None, 0, len(value), headers)
+
+
+def record_handler(
+    session: aiohttp.ClientSession,
+    settings: Settings,
+    layout: DeliveryTopics,
+    instances: InstanceLookup,
+    metrics: DeliveryMetrics,
+) -> RecordHandler:
+    """A deliverer's record handler alone, for a test that hands it records itself."""
+    policy = retry_policy(settings.delivery())
+    return RecordHandler(
+        session=session,
+        host_slots=HostSlots(
+            concurrency=8,
+            host_concurrency=8,
+            backlog=8,
+            failures=100,
+            cooldown=1.0,
+            slow_after=0.5,
+            metrics=metrics,
+        ),
+        policy=policy,
+        topics=layout,
+        instances=instances,
+        endpoints=EndpointStates(
+            topic=layout.state,
+            partitions=settings.delivery_topic_partitions,
+            metrics=metrics,
+            quiet_after=policy.quiet_after,
+        ),
+        metrics=metrics,
+        config=HandlerConfig(
+            timeout=1.0,
+            retry_after_max=1.0,
+            rotation_grace=0.0,
+            dead_letter_partitions=settings.delivery_topic_partitions,
+            history=True,
+            unknown_instance_grace=0.0,
+            disable_after=None,
+        ),
+    )
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -10,26 +10,23 @@ from collections import Counter
 import aiohttp
 from aiohttp import web
 from aiokafka import TopicPartition
-from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
-from gateway.delivery.endpoint_state import EndpointStates
-from gateway.delivery.handler import HandlerConfig, RecordHandler
-from gateway.delivery.host_slots import HostSlots
-from gateway.delivery.runner import delivery_topics, ensure_delivery_topics, retry_policy
+from gateway.delivery.runner import delivery_topics, ensure_delivery_topics
 from gateway.delivery.ssrf import GuardedConnector
 from gateway.kafka.topics import TopicAdmin, TopicNames
 from gateway.metrics import DeliveryMetrics
 from gateway.settings import Settings
-from tests._events import encode
 from tests.conftest import wait_for
 from tests.delivery._support import (
     LOOPBACK,
     change,
     committed,
+    consumed,
     delivering,
     produce,
     receiving,
+    record_handler,
     sample,
     webhook_instance,
 )
@@ -107,38 +104,9 @@ async def test_a_record_of_a_partition_being_handed_over_makes_no_further_attemp
         async with (
             aiohttp.ClientSession(connector=GuardedConnector(allowed=LOOPBACK)) as session,
         ):
-            handler = RecordHandler(
-                session=session,
-                host_slots=HostSlots(
-                    concurrency=8,
-                    host_concurrency=8,
-                    backlog=8,
-                    failures=100,
-                    cooldown=1.0,
-                    slow_after=0.5,
-                    metrics=metrics,
-                ),
-                policy=retry_policy(settings.delivery()),
-                topics=layout,
-                instances={"inst-1": webhook_instance("inst-1", receiver.url)}.get,
-                endpoints=EndpointStates(
-                    topic=layout.state, partitions=settings.delivery_topic_partitions, metrics=metrics
-                ),
-                metrics=metrics,
-                config=HandlerConfig(
-                    timeout=1.0,
-                    retry_after_max=1.0,
-                    rotation_grace=0.0,
-                    dead_letter_partitions=settings.delivery_topic_partitions,
-                    history=True,
-                    unknown_instance_grace=0.0,
-                    disable_after=None,
-                ),
-            )
-            value, headers = encode(change("inst-1", 1))
-            record = ConsumerRecord(
-                f"{settings.topic_prefix}.crm.accounts", 0, 7, 0, 0, None, value, None, 0, len(value), headers
-            )
+            instances = {"inst-1": webhook_instance("inst-1", receiver.url)}
+            handler = record_handler(session, settings, layout, instances.get, metrics)
+            record = consumed(f"{settings.topic_prefix}.crm.accounts", change("inst-1", 1), offset=7)
             partition = TopicPartition(record.topic, record.partition)
 
             handed_over = asyncio.create_task(handler.handle(record, handed_over={partition}))
