@@ -350,7 +350,10 @@ def _subscriptions_page(request: web.Request, form: FormState, *, status: int = 
     elif "removed" in query:
         notice = f"Removed the subscription {query['removed']}."
     elif "enabled" in query:
-        notice = f"Enabled {query['enabled']} again: recover what it failed to deliver while it was disabled."
+        notice = (
+            "Enabled the instance's disabled endpoints again: recover what they failed to deliver "
+            "while they were disabled."
+        )
     elif query.get("recovered", "").isdigit() and "of" in query:
         count = int(query["recovered"])
         notice = f"Recovered {count} dead letter{'s' if count != 1 else ''} of {query['of']}."
@@ -358,6 +361,7 @@ def _subscriptions_page(request: web.Request, form: FormState, *, status: int = 
     page = subscriptions_page(
         instance_id,
         str(body.get("name", instance_id)),
+        mask_body(dict(body)).get("configuration"),
         [mask_body(s) for s in subscription_bodies(dict(body))],
         {endpoint.pop("subscriptionId"): endpoint for endpoint in states},
         form,
@@ -391,17 +395,13 @@ async def _remove_subscription(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(_subscriptions_url(instance_id, removed=subscription_id))
 
 
-async def _enable_subscription(request: web.Request) -> web.Response:
-    """Store the instance again unchanged: a new revision, which lifts the disabling of its endpoints
-    as any PATCH does."""
-    instance_id, subscription_id = request.match_info["id"], request.match_info["sid"]
+async def _enable_endpoints(request: web.Request) -> web.Response:
+    """Store the instance again unchanged: a new revision, which lifts the disabling of all its
+    endpoints as any PATCH does."""
+    instance_id = request.match_info["id"]
     body = dict(_found(request, instance_id))
-    try:
-        subscription_index(subscription_bodies(body), subscription_id)
-    except RequestProblem as missing:
-        return web.Response(status=missing.status, text=str(missing))
     await store_replace(request.config_dict, instance_id, body)
-    raise web.HTTPSeeOther(_subscriptions_url(instance_id, enabled=subscription_id))
+    raise web.HTTPSeeOther(_subscriptions_url(instance_id, enabled="1"))
 
 
 async def _recover_subscription(request: web.Request) -> web.Response:
@@ -468,7 +468,7 @@ def create_console_app(*, admin_token: str) -> web.Application:
     app.router.add_post("/instances/{id}/subscriptions", _add_subscription)
     app.router.add_post("/instances/{id}/subscriptions/{sid}/remove", _remove_subscription)
     app.router.add_post("/instances/{id}/subscriptions/{sid}/recover", _recover_subscription)
-    app.router.add_post("/instances/{id}/subscriptions/{sid}/enable", _enable_subscription)
+    app.router.add_post("/instances/{id}/enable", _enable_endpoints)
     app.router.add_get("/instances/{id}/edit", _edit_form)
     app.router.add_post("/instances/{id}/edit", _edit)
     app.router.add_static("/static/", _STATIC, append_version=False)

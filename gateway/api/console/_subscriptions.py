@@ -144,12 +144,36 @@ def _delivery(state: Mapping[str, Any], enable_form: str) -> tuple[str, str]:
         )
         line = (
             f"Disabled at {e(_when(str(state['disabledAt'])))}: {why}. Its events wait in the dead "
-            f"letters until it is enabled again; then recover them.{enable_form}"
+            f"letters until it is enabled again, which enables every disabled endpoint of this "
+            f"instance, as any change of it does; then recover them.{enable_form}"
         )
         return "Disabled", line
     if kind == "off":
         return "Off", "Switched off: it receives nothing."
     return "Delivering", "Delivering."
+
+
+def _enable_form(instance_id: str, name: str, csrf: str) -> str:
+    return (
+        f'<form method="post" action="/console/instances/{e(instance_id)}/enable" class="inline-form">'
+        f'{csrf_input(csrf)}<button type="submit" aria-label="Enable {e(name)} again">Enable again</button></form>'
+    )
+
+
+def _callback(instance_id: str, url: str, state: Mapping[str, Any], csrf: str) -> str:
+    """The instance's own callback, the default subscription, with how delivery to it goes."""
+    tag, delivery = _delivery(state, _enable_form(instance_id, "the instance's callback", csrf))
+    return f"""<section class="subscription dead-letter callback" aria-labelledby="s-callback">
+  <div class="dead-letter-line">
+    <h2 id="s-callback">The instance's callback</h2>
+    <span class="tag tag-{tag.lower()}">{tag}</span>
+  </div>
+  <dl class="facts" aria-labelledby="s-callback">
+    <dt>Delivery</dt><dd>{delivery}</dd>
+    <dt>Receives</dt><dd>Every change event</dd>
+    <dt>Callback</dt><dd><code>{e(url or "none")}</code></dd>
+  </dl>
+</section>"""
 
 
 def _subscription(
@@ -162,12 +186,8 @@ def _subscription(
     rate = subscription.get("rateLimit")
     base = f"/console/instances/{e(instance_id)}/subscriptions/{e(sid)}"
     rid = e(f"s-{sid}")
-    enable = (
-        f'<form method="post" action="{base}/enable" class="inline-form">{csrf_input(csrf)}'
-        f'<button type="submit" aria-label="Enable {e(name)} again">Enable again</button></form>'
-    )
-    tag, delivery = _delivery(state, enable)
-    return f"""<li class="subscription dead-letter">
+    tag, delivery = _delivery(state, _enable_form(instance_id, name, csrf))
+    return f"""<li class="subscription dead-letter" data-subscription="{e(sid)}">
   <div class="dead-letter-line">
     <h2 id="{rid}">{e(name)}</h2>
     <span class="tag tag-{tag.lower()}">{tag}</span>
@@ -237,6 +257,7 @@ def _form(instance_id: str, state: FormState, csrf: str) -> str:
 def subscriptions_page(
     instance_id: str,
     name: str,
+    configuration: object,
     subscriptions: Sequence[Mapping[str, Any]],
     states: Mapping[str | None, Mapping[str, Any]],
     form: FormState,
@@ -245,6 +266,7 @@ def subscriptions_page(
     notice: str | None = None,
 ) -> str:
     iid = e(instance_id)
+    callback_url = str(configuration.get(_URL) or "") if isinstance(configuration, Mapping) else ""
     listed = "".join(
         _subscription(instance_id, s, states.get(str(s.get("id")), {}), csrf) for s in subscriptions
     )
@@ -257,6 +279,7 @@ def subscriptions_page(
     main = f"""<div class="heading"><h1>Subscriptions of {e(name)}</h1><div class="heading-actions"><a class="button secondary" href="/console/instances/{iid}">Back to the instance</a></div></div>
 <p class="hint">Endpoints beside the instance's callback, each receiving the changes its filter lets through, with its own retries, dead letters and circuit breaker.</p>
 {notice_html}
+{_callback(instance_id, callback_url, states.get(None, {}), csrf)}
 {body}
 {_form(instance_id, form, csrf)}"""
     return page(f"Subscriptions of {name}", main, csrf=csrf)

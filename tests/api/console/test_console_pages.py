@@ -456,7 +456,7 @@ async def test_a_subscription_is_added_shown_failing_and_disabled_enabled_again_
             await expect(page.locator("#error-f-id")).to_contain_text(
                 "a subscription 'crm-sync' exists already"
             )
-            await expect(page.locator(".subscription")).to_have_count(1)
+            await expect(page.locator("li.subscription")).to_have_count(1)
             async with session.get(f"{gateway.api_url}/instances/{instance_id}/subscriptions") as response:
                 (stored,) = (await response.json())["subscriptions"]
             assert stored["objectTypes"] == ["accounts"]
@@ -480,6 +480,10 @@ async def test_a_subscription_is_added_shown_failing_and_disabled_enabled_again_
             await page.goto(subscriptions)
             await expect(card.locator(".tag")).to_have_text("Failing")
             await expect(card).to_contain_text("Every attempt since")
+            callback = page.get_by_role("region", name="The instance's callback")
+            await expect(callback.locator(".tag")).to_have_text("Delivering")
+            await expect(callback).to_contain_text(receiver.url.split("/hooks/")[0])
+            assert "s3cret" not in await callback.inner_text()  # its token is masked, as everywhere
 
             # A 410 disables it: its next event waits in the dead letters until it is enabled again.
             subscription_answer = 410
@@ -491,7 +495,9 @@ async def test_a_subscription_is_added_shown_failing_and_disabled_enabled_again_
             await screenshot(page, "subscription-disabled")
             subscription_answer = 204
             await card.get_by_role("button", name="Enable CRM sync again").click()
-            await expect(page.get_by_role("status")).to_contain_text("Enabled crm-sync again")
+            await expect(page.get_by_role("status")).to_contain_text(
+                "Enabled the instance's disabled endpoints again"
+            )
             await expect(card.locator(".tag")).to_have_text("Delivering")
             await card.get_by_text("Recover failed deliveries").click()
             since = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
