@@ -39,7 +39,10 @@ async def _gone(_attempt: int, _request: web.Request) -> web.StreamResponse:
 async def test_the_endpoints_show_delivering_failing_disabled_and_off(
     settings: Settings, registry: CollectorRegistry, simulator: Simulator
 ) -> None:
-    settings = delivery_settings(settings)
+    # A long Retry-After bound makes a failing streak last a minute without a failure (its quiet
+    # spell is twice the longest a retry may wait), so the API-only replica, started later, still
+    # finds it failing.
+    settings = delivery_settings(settings, delivery_retry_after_max_seconds=30.0)
     async with (
         receiving() as own,
         receiving(_failing) as failing,

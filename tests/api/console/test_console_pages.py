@@ -416,7 +416,10 @@ async def test_a_subscription_is_added_shown_failing_and_disabled_enabled_again_
 
     async with (
         receiving(subscription_down_until_fixed) as receiver,
-        start_gateway(delivery_settings(settings), registry=registry) as gateway,
+        # A streak then lasts a minute without a failure, however slowly the page comes to show it.
+        start_gateway(
+            delivery_settings(settings, delivery_retry_after_max_seconds=30.0), registry=registry
+        ) as gateway,
     ):
         instance_id = await accounts_instance(gateway, simulator, receiver.url, "with-subscriptions")
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
